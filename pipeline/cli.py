@@ -1,0 +1,55 @@
+"""The ``tg-dfer`` command line: one command per DVC stage, plus tools.
+
+Every stage command reads its own section of params.yaml (``--params`` to point elsewhere), checks
+it before any work starts, and calls the library with explicit arguments. Stage modules import
+torch and friends, so they are imported only when their command runs: ``tg-dfer --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+import click
+
+from tg_dfer import __version__
+
+# command -> (module in pipeline/, one-line help shown by `tg-dfer --help`)
+COMMANDS = {
+    "demo": ("demo", "Render the demo dataset of synthetic face videos -> data/demo/videos/."),
+    "prepare": ("prepare", "List a dataset's clips -> data/<dataset>/manifest.csv + classes.json."),
+    "faces": ("faces", "Decode, sample, detect and crop faces -> data/<dataset>/faces.h5."),
+    "embed": ("embed", "CLIP image embeddings of the crops -> data/<dataset>/features.h5."),
+    "text": ("text", "CLIP text embeddings of a prompt set -> data/text/<prompt_set>.h5."),
+    "train": ("train", "Train TG-DFER on cached features, one fold -> models/<dataset>/fold<k>/."),
+    "evaluate": ("evaluate", "Metrics, predictions and plots of the trained folds -> metrics/<dataset>/."),
+}
+
+
+class StageGroup(click.Group):
+    """A group whose commands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [name for name in COMMANDS if importlib.util.find_spec(f"pipeline.{COMMANDS[name][0]}")]
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module = importlib.import_module(f"pipeline.{COMMANDS[name][0]}")
+        return getattr(module, name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=StageGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="tg-dfer")
+def main() -> None:
+    """TG-DFER: dynamic facial expression recognition from cached CLIP features.
+
+    The stages run in this order (`dvc repro` runs them all): demo, prepare, faces, embed, text,
+    train, evaluate. Each reads the params.yaml section of its own name; `tg-dfer COMMAND --help`
+    says which files it reads and writes and which params it takes.
+    """

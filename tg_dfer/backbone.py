@@ -1,0 +1,205 @@
+"""The frozen CLIP backbone: loading weights offline, preprocessing and encoding.
+
+Weights come from, in this order of precedence:
+
+* ``checkpoint="random"``: the real architecture with seeded random weights. Only for the demo and
+  tests; every file made from it records ``random_weights = True``.
+* ``checkpoint=<path>``: a local file, either an official TorchScript archive as OpenAI publishes
+  them or a plain ``state_dict`` (loaded with ``weights_only=True``, so no pickled code runs).
+* nothing: the clip package's own cache file (``~/.cache/clip/ViT-B-32.pt`` for ViT-B/32).
+
+Nothing here downloads; a missing file is a :class:`WeightsError` that names the file to provide.
+The identity of the weights is their SHA-256, recorded in every downstream file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+with warnings.catch_warnings():
+    # openai-clip imports pkg_resources only for a version check; its deprecation warning is noise.
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+    import clip
+    from clip.model import CLIP, build_model
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+# Constructor arguments of OpenAI's CLIP class for the architectures a seeded random model can take.
+ARCHITECTURES = {
+    "ViT-B/32": dict(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768, vision_patch_size=32,
+                     context_length=77, vocab_size=49408, transformer_width=512, transformer_heads=8,
+                     transformer_layers=12),
+    "ViT-B/16": dict(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768, vision_patch_size=16,
+                     context_length=77, vocab_size=49408, transformer_width=512, transformer_heads=8,
+                     transformer_layers=12),
+    "ViT-L/14": dict(embed_dim=768, image_resolution=224, vision_layers=24, vision_width=1024, vision_patch_size=14,
+                     context_length=77, vocab_size=49408, transformer_width=768, transformer_heads=12,
+                     transformer_layers=12),
+}
+
+
+class WeightsError(Exception):
+    """Weights that are missing, unreadable or not the ones a file was made with."""
+
+
+@dataclass
+class LoadedClip:
+    """A frozen CLIP model in eval mode, with the identity of its weights."""
+
+    model: CLIP
+    name: str
+    sha256: str
+    random_weights: bool
+    source: str
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.model.text_projection.shape[1])
+
+    @property
+    def input_resolution(self) -> int:
+        return int(self.model.visual.input_resolution)
+
+    def attrs(self) -> dict:
+        """The model attributes every features or text file records."""
+        return {"clip_model": self.name, "checkpoint_sha256": self.sha256, "random_weights": self.random_weights,
+                "embed_dim": self.embed_dim, "clip_source": self.source}
+
+
+def default_checkpoint(name: str) -> Path:
+    """Where the clip package keeps (and ``clip.load`` looks for) the weights of ``name``."""
+    if name not in clip.available_models():
+        raise WeightsError(f"unknown CLIP model {name!r}; known: {', '.join(clip.available_models())}")
+    url = clip.clip._MODELS[name]
+    return Path(os.path.expanduser("~/.cache/clip")) / os.path.basename(url)
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def state_dict_sha256(state_dict: dict[str, torch.Tensor]) -> str:
+    """A hash of weights that does not depend on how they were serialised."""
+    digest = hashlib.sha256()
+    for key in sorted(state_dict):
+        tensor = state_dict[key].detach().to("cpu", torch.float32).contiguous()
+        digest.update(key.encode())
+        digest.update(tensor.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def random_clip(name: str = "ViT-B/32", seed: int = 0) -> CLIP:
+    """The real architecture of ``name`` with weights drawn from CLIP's own initialiser, seeded."""
+    if name not in ARCHITECTURES:
+        raise WeightsError(f"no random architecture for {name!r}; choose one of {', '.join(ARCHITECTURES)}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = CLIP(**ARCHITECTURES[name])
+    return model.float().eval()
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        with open(path, "rb") as handle:
+            return torch.jit.load(handle, map_location="cpu").state_dict()
+    except RuntimeError:
+        pass  # not TorchScript: a plain state_dict
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several unrelated types for foreign files
+        raise WeightsError(f"{path}: not a CLIP checkpoint (neither TorchScript nor a state_dict): {error}") from error
+    if isinstance(loaded, dict) and "state_dict" in loaded:
+        loaded = loaded["state_dict"]
+    if not isinstance(loaded, dict) or "text_projection" not in loaded:
+        raise WeightsError(f"{path}: no CLIP weights in this file (no 'text_projection' tensor)")
+    return loaded
+
+
+def load_clip(name: str = "ViT-B/32", checkpoint: str | os.PathLike | None = None, device: str = "cpu",
+              seed: int = 0) -> LoadedClip:
+    """Load frozen CLIP weights offline; see the module docstring for where they come from."""
+    if checkpoint == "random":
+        model = random_clip(name, seed)
+        sha = state_dict_sha256(model.state_dict())
+        loaded = LoadedClip(model, name, sha, random_weights=True, source=f"random(seed={seed})")
+    else:
+        path = Path(checkpoint) if checkpoint else default_checkpoint(name)
+        if not path.is_file():
+            raise WeightsError(
+                f"CLIP weights for {name} not found at {path}. This pipeline never downloads. Copy OpenAI's "
+                f"{os.path.basename(str(default_checkpoint(name)))} (the file clip.load('{name}') downloads) to "
+                f"{default_checkpoint(name)}, or set clip.checkpoint in params.yaml to its path."
+            )
+        state_dict = _read_state_dict(path)
+        try:
+            model = build_model(dict(state_dict)).float().eval()
+        except (KeyError, RuntimeError) as error:
+            raise WeightsError(f"{path}: weights do not fit a CLIP model: {error}") from error
+        loaded = LoadedClip(model, name, sha256_file(path), random_weights=False, source=str(path))
+    for parameter in loaded.model.parameters():
+        parameter.requires_grad_(False)
+    loaded.model.to(device)
+    if torch.device(device).type == "cuda":
+        loaded.model.half()
+    return loaded
+
+
+def pick_device(requested: str = "auto") -> str:
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise WeightsError(f"device {requested!r} asked for, but torch sees no CUDA GPU")
+    return requested
+
+
+def preprocess(images: torch.Tensor, size: int = 224) -> torch.Tensor:
+    """CLIP's preprocessing on a batch of uint8 images (B, H, W, 3) -> float (B, 3, size, size).
+
+    The same steps as ``clip.clip._transform``: bicubic resize of the shorter side to ``size``,
+    centre crop, scale to [0, 1], normalise. Works on whatever device ``images`` lives on.
+    """
+    x = images.permute(0, 3, 1, 2).float() / 255.0  # (B, 3, H, W)
+    height, width = x.shape[-2:]
+    if min(height, width) != size:
+        scale = size / min(height, width)
+        new_size = (max(size, round(height * scale)), max(size, round(width * scale)))
+        x = F.interpolate(x, size=new_size, mode="bicubic", align_corners=False, antialias=True).clamp_(0, 1)
+        # PIL resizes in 8 bits; rounding the same way keeps the two paths within float tolerance.
+        x = torch.round(x * 255.0) / 255.0
+        height, width = new_size
+    top, left = int(round((height - size) / 2.0)), int(round((width - size) / 2.0))
+    x = x[..., top:top + size, left:left + size]
+    mean = torch.tensor(CLIP_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+@torch.no_grad()
+def encode_images(loaded: LoadedClip, pixels: torch.Tensor) -> torch.Tensor:
+    """L2-normalised image embeddings (B, D) in float32 of preprocessed pixels (B, 3, S, S)."""
+    model = loaded.model
+    features = model.encode_image(pixels.to(model.dtype))
+    return F.normalize(features.float(), dim=-1)
+
+
+@torch.no_grad()
+def encode_texts(loaded: LoadedClip, texts: Sequence[str]) -> np.ndarray:
+    """L2-normalised text embeddings (C, D) as float32 numpy; long prompts are truncated."""
+    device = loaded.model.text_projection.device
+    tokens = clip.tokenize(list(texts), truncate=True).to(device)
+    return F.normalize(loaded.model.encode_text(tokens).float(), dim=-1).cpu().numpy()

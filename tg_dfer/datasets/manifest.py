@@ -1,0 +1,115 @@
+"""manifest.csv and classes.json: the list of clips every later stage works from.
+
+Columns ``clip_id,path,label,test_fold`` (docs/contracts.md): ``path`` is relative to the dataset
+root (a video file or a folder of frames), ``label`` an id into classes.json or -1 when unknown,
+``test_fold`` k puts the clip in the test set of fold k (0: training only).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Iterable, Sequence
+
+COLUMNS = ("clip_id", "path", "label", "test_fold")
+
+
+class ManifestError(Exception):
+    """A manifest or classes file that breaks the contract; the message names file and line."""
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    clip_id: str
+    path: str
+    label: int
+    test_fold: int
+
+
+@dataclass
+class Manifest:
+    rows: list[ManifestRow]
+    class_names: list[str]
+
+    @property
+    def folds(self) -> list[int]:
+        """The test folds present, in increasing order."""
+        return sorted({row.test_fold for row in self.rows if row.test_fold > 0})
+
+    def labels(self) -> list[int]:
+        return [row.label for row in self.rows]
+
+
+def check_relative(path: str, where: str) -> str:
+    """Reject paths that are absolute or climb out of the dataset root."""
+    posix = PurePosixPath(path.replace("\\", "/"))
+    if not path or posix.is_absolute() or ".." in posix.parts:
+        raise ManifestError(f"{where}: path {path!r} must be relative to the dataset root and stay inside it")
+    return str(posix)
+
+
+def write_manifest(folder: str | Path, rows: Iterable[ManifestRow], class_names: Sequence[str]) -> Manifest:
+    """Validate and write ``manifest.csv`` and ``classes.json`` into ``folder``."""
+    folder = Path(folder)
+    manifest = Manifest(rows=list(rows), class_names=list(class_names))
+    validate(manifest, str(folder / "manifest.csv"))
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "manifest.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(COLUMNS)
+        for row in manifest.rows:
+            writer.writerow((row.clip_id, row.path, row.label, row.test_fold))
+    (folder / "classes.json").write_text(json.dumps(manifest.class_names, indent=1) + "\n", encoding="utf-8")
+    return manifest
+
+
+def validate(manifest: Manifest, where: str) -> None:
+    seen: dict[str, int] = {}
+    for line, row in enumerate(manifest.rows, start=2):
+        place = f"{where}, line {line}"
+        if not row.clip_id:
+            raise ManifestError(f"{place}: empty clip_id")
+        if row.clip_id in seen:
+            raise ManifestError(f"{place}: clip_id {row.clip_id!r} repeats line {seen[row.clip_id]}")
+        seen[row.clip_id] = line
+        check_relative(row.path, place)
+        if not -1 <= row.label < len(manifest.class_names):
+            raise ManifestError(
+                f"{place}: label {row.label} is not a class id (0..{len(manifest.class_names) - 1}, or -1 unknown)"
+            )
+        if row.test_fold < 0:
+            raise ManifestError(f"{place}: test_fold must be 0 (training only) or a fold number >= 1")
+
+
+def read_manifest(path: str | Path) -> Manifest:
+    """Read ``manifest.csv`` and the ``classes.json`` beside it, with clear errors on bad lines."""
+    path = Path(path)
+    classes_path = path.with_name("classes.json")
+    for needed in (path, classes_path):
+        if not needed.is_file():
+            raise ManifestError(f"{needed}: no such file (run the prepare stage)")
+    try:
+        class_names = json.loads(classes_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ManifestError(f"{classes_path}: not valid JSON ({error})") from error
+    if not isinstance(class_names, list) or not all(isinstance(name, str) for name in class_names):
+        raise ManifestError(f"{classes_path}: expected a JSON list of class names")
+    rows = []
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None or tuple(column.strip() for column in header) != COLUMNS:
+            raise ManifestError(f"{path}, line 1: header must be {','.join(COLUMNS)}, found {header}")
+        for line, fields in enumerate(reader, start=2):
+            if len(fields) != len(COLUMNS):
+                raise ManifestError(f"{path}, line {line}: expected {len(COLUMNS)} columns, found {len(fields)}")
+            clip_id, clip_path, label, fold = (field.strip() for field in fields)
+            try:
+                rows.append(ManifestRow(clip_id, clip_path, int(label), int(fold)))
+            except ValueError as error:
+                raise ManifestError(f"{path}, line {line}: label and test_fold must be integers ({fields})") from error
+    manifest = Manifest(rows=rows, class_names=class_names)
+    validate(manifest, str(path))
+    return manifest

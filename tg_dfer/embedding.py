@@ -1,0 +1,103 @@
+"""From face crops and prompt texts to cached CLIP embeddings (features.h5 and the text h5)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from tg_dfer.augment import apply_view, draw_view
+from tg_dfer.backbone import LoadedClip, encode_images, encode_texts, preprocess
+from tg_dfer.cache import FacesFile, FeaturesWriter, TextCache
+from tg_dfer.faces import decode_image
+from tg_dfer.prompt_sets import PromptSet
+from tg_dfer.sampling import subsample
+
+
+@dataclass
+class EmbedSummary:
+    embedded: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (clip_id, reason)
+
+
+@dataclass
+class _PendingClip:
+    clip_id: str
+    label: int
+    valid: int
+    frame_index: np.ndarray
+    face_score: np.ndarray
+    pixels: torch.Tensor  # (V * F, 3, S, S)
+
+
+def clip_views(crops: list[bytes], positions: np.ndarray, clip_id: str, views: int, seed: int,
+               resolution: int) -> torch.Tensor:
+    """The preprocessed pixels of every view of one clip: (V * F, 3, S, S), view-major."""
+    frames = torch.from_numpy(np.stack([decode_image(crops[int(p)]) for p in positions]))  # (F, H, W, 3)
+    size = frames.shape[1]
+    seen = [frames] + [apply_view(frames, draw_view(size, clip_id, view, seed)) for view in range(1, views)]
+    return preprocess(torch.cat(seen), resolution)
+
+
+def embed_faces(faces: FacesFile, labels: dict[str, int], loaded: LoadedClip, writer: FeaturesWriter,
+                frames: int, views: int, seed: int = 0, batch_size: int = 256,
+                progress: Callable[[int], None] | None = None) -> EmbedSummary:
+    """Embed every clip of ``faces`` that has crops, in batches of about ``batch_size`` images.
+
+    ``frames`` of the ``faces.frames_per_clip`` stored crops are kept by segment-centre picks.
+    Clips whose face stage failed are skipped and listed in the summary with the reason.
+    """
+    stored = faces.frames_per_clip
+    if frames > stored:
+        raise ValueError(f"embed.frames_per_clip = {frames} exceeds the {stored} frames per clip in {faces.path}")
+    positions = subsample(stored, frames)
+    frame_index, score, source_frames = faces["frame_index"], faces["score"], faces["source_frames"]
+    device = loaded.model.text_projection.device
+    summary = EmbedSummary()
+    pending: list[_PendingClip] = []
+
+    def flush() -> None:
+        pixels = torch.cat([clip.pixels for clip in pending]).to(device, non_blocking=True)
+        embedded = encode_images(loaded, pixels).cpu().numpy()
+        start = 0
+        for clip in pending:
+            count = clip.pixels.shape[0]
+            block = embedded[start:start + count].reshape(views, frames, -1)
+            writer.append(clip.clip_id, clip.label, block, clip.valid, clip.frame_index, clip.face_score)
+            start += count
+            summary.embedded += 1
+        pending.clear()
+
+    for row, clip_id in enumerate(faces.clip_id):
+        if progress:
+            progress(1)
+        if faces.status[row] == "failed":
+            summary.skipped.append((clip_id, faces.reason[row]))
+            continue
+        if clip_id not in labels:
+            summary.skipped.append((clip_id, "not in the manifest"))
+            continue
+        valid = int(np.sum(positions < min(int(source_frames[row]), stored)))
+        pixels = clip_views(faces.crops(row), positions, clip_id, views, seed, loaded.input_resolution)
+        pending.append(_PendingClip(clip_id, labels[clip_id], max(valid, 1), frame_index[row, positions],
+                                    score[row, positions], pixels))
+        if sum(clip.pixels.shape[0] for clip in pending) >= batch_size:
+            flush()
+    if pending:
+        flush()
+    return summary
+
+
+def build_text_cache(loaded: LoadedClip, prompts: PromptSet) -> TextCache:
+    """Embeddings of the plain class prompts (X^CP) and the descriptor prompts of ``prompts``."""
+    return TextCache(
+        class_names=prompts.class_names,
+        class_prompts=prompts.class_prompts,
+        descriptor_prompts=prompts.descriptor_prompts,
+        class_embeddings=encode_texts(loaded, prompts.class_prompts),
+        descriptor_embeddings=encode_texts(loaded, prompts.descriptor_prompts),
+        attrs={**loaded.attrs(), "prompt_set": prompts.name, "prompt_source": prompts.source,
+               "class_prompt_template": prompts.class_prompt_template},
+    )

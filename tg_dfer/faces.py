@@ -1,0 +1,284 @@
+"""Face detection on sampled frames and the crop policy.
+
+Detectors (``make_detector``):
+
+* ``face_alignment``: S3FD boxes and 68 FAN landmarks from the face_alignment package; crops are
+  rotated so that the eyes are level. Its weights must already be in the torch hub cache.
+* ``opencv``: OpenCV's Haar frontal-face cascade, shipped inside opencv-python: works offline,
+  no landmarks.
+* ``none``: the input already is face crops (e.g. DFEW's ``clip_224x224`` frame folders).
+
+Policy for one clip: detect on the sampled frames only, keep one face track (the detection that
+best overlaps the median of each frame's largest face), fill frames without a face from their
+neighbours, smooth centre, size and angle over time, and cut square crops of ``crop_size``.
+A clip with no face anywhere gets a centred fallback crop; frames without a detection record
+score 0 either way.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from tg_dfer.cache import NUM_LANDMARKS, FaceRecord
+from tg_dfer.sampling import segment_indices
+from tg_dfer.video import Clip
+
+DETECTORS = ("face_alignment", "opencv", "none")
+IMAGE_FORMATS = ("jpeg", "png")
+
+
+class DetectorError(Exception):
+    """A detector that cannot be set up (missing weights, unknown name)."""
+
+
+@dataclass
+class Detection:
+    box: np.ndarray  # (4,) x0 y0 x1 y1 in the pixels of the frame given to the detector
+    score: float
+    landmarks: np.ndarray | None = None  # (68, 2)
+
+
+@dataclass(frozen=True)
+class CropPolicy:
+    frames_per_clip: int = 16
+    sampling: str = "centre"  # centre | random (random needs a seed per clip)
+    crop_size: int = 224
+    margin: float = 1.3  # crop side / detected face box side
+    smooth: int = 3  # frames in the moving average of track centre, size and angle
+    max_side: int = 640  # frames are decoded no larger than this for detection
+    image_format: str = "jpeg"
+    jpeg_quality: int = 95
+
+
+# ------------------------------------------------------------------------------------- detectors
+
+
+class OpenCVDetector:
+    """Haar cascade (Viola-Jones) frontal faces; the offline fallback detector."""
+
+    name = "opencv"
+
+    def __init__(self, scale_factor: float = 1.1, min_neighbors: int = 5, min_size_fraction: float = 0.1):
+        cascade = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
+        self.cascade = cv2.CascadeClassifier(str(cascade))
+        if self.cascade.empty():
+            raise DetectorError(f"{cascade}: OpenCV's Haar cascade is missing (opencv-python 5.x ships none; "
+                                "install opencv-python<5)")
+        self.scale_factor = scale_factor
+        self.min_neighbors = min_neighbors
+        self.min_size_fraction = min_size_fraction
+
+    def detect(self, frames: np.ndarray) -> list[list[Detection]]:
+        found = []
+        for frame in frames:
+            gray = cv2.equalizeHist(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY))
+            side = max(16, int(self.min_size_fraction * min(gray.shape)))
+            boxes, _, weights = self.cascade.detectMultiScale3(
+                gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(side, side),
+                outputRejectLevels=True,
+            )
+            # Haar level weights are unbounded margins; squash them into (0, 1) as a confidence.
+            found.append([
+                Detection(np.array([x, y, x + w, y + h], dtype=np.float64), float(1.0 - math.exp(-max(weight, 0.0))))
+                for (x, y, w, h), weight in zip(boxes, np.ravel(weights))
+            ])
+        return found
+
+
+def face_alignment_weights() -> dict[str, Path]:
+    """The weight files face_alignment loads from the torch hub cache, by model."""
+    import torch.hub
+    from face_alignment.api import models_urls
+    from face_alignment.detection.sfd.sfd_detector import models_urls as detector_urls
+
+    folder = Path(torch.hub.get_dir()) / "checkpoints"
+    return {
+        "s3fd": folder / os.path.basename(detector_urls["s3fd"]),
+        "2DFAN-4": folder / os.path.basename(models_urls["2DFAN-4"]),
+    }
+
+
+class FaceAlignmentDetector:
+    """S3FD detection (batched over the sampled frames) and 2D FAN landmarks on the kept face."""
+
+    name = "face_alignment"
+
+    def __init__(self, device: str = "cpu", threshold: float = 0.5):
+        import face_alignment
+        import torch
+
+        missing = [f"{model}: {path}" for model, path in face_alignment_weights().items() if not path.is_file()]
+        if missing:
+            raise DetectorError(
+                "face_alignment weights not found (this pipeline never downloads): " + "; ".join(missing)
+                + ". Copy the files published by the face_alignment project there (set TORCH_HOME to use "
+                "another cache folder), or use faces.detector: opencv."
+            )
+        self.torch = torch
+        self.device = device
+        self.model = face_alignment.FaceAlignment(
+            face_alignment.LandmarksType.TWO_D, device=device, flip_input=False, compile=False,
+            face_detector_kwargs={"filter_threshold": threshold},
+        )
+
+    def detect(self, frames: np.ndarray) -> list[list[Detection]]:
+        batch = self.torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().to(self.device)
+        with self.torch.no_grad():
+            boxes = self.model.face_detector.detect_from_batch(batch)
+        return [[Detection(np.asarray(box[:4], dtype=np.float64), float(box[4])) for box in frame_boxes]
+                for frame_boxes in boxes]
+
+    def landmarks(self, frame: np.ndarray, box: np.ndarray) -> np.ndarray | None:
+        found = self.model.get_landmarks_from_image(frame, detected_faces=[np.append(box, 1.0)])
+        if not found:
+            return None
+        return np.asarray(found[0][:, :2], dtype=np.float64)
+
+
+class WholeFrameDetector:
+    """For inputs that are already face crops: the whole frame is the face."""
+
+    name = "none"
+
+    def detect(self, frames: np.ndarray) -> list[list[Detection]]:
+        height, width = frames.shape[1:3]
+        return [[Detection(np.array([0.0, 0.0, width, height]), 1.0)] for _ in frames]
+
+
+def make_detector(name: str, device: str = "cpu", **options):
+    if name == "opencv":
+        return OpenCVDetector(**options)
+    if name == "face_alignment":
+        return FaceAlignmentDetector(device=device, **options)
+    if name == "none":
+        return WholeFrameDetector()
+    raise DetectorError(f"unknown face detector {name!r}; choose one of {', '.join(DETECTORS)}")
+
+
+# ---------------------------------------------------------------------------------- track policy
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = width * height
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def choose_track(detections: list[list[Detection]], min_iou: float = 0.1) -> list[Detection | None]:
+    """One detection per frame that belongs to the clip's main face, or None.
+
+    The main face is the median box of each frame's largest detection; in every frame the
+    detection overlapping it most is kept, so a passer-by in a few frames does not steal the track.
+    """
+    largest = [max(frame, key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1])) for frame in detections if frame]
+    if not largest:
+        return [None] * len(detections)
+    reference = np.median(np.stack([d.box for d in largest]), axis=0)
+    track: list[Detection | None] = []
+    for frame in detections:
+        best = max(frame, key=lambda d: box_iou(d.box, reference), default=None)
+        track.append(best if best is not None and box_iou(best.box, reference) >= min_iou else None)
+    return track
+
+
+def fill_and_smooth(values: np.ndarray, window: int) -> np.ndarray:
+    """Fill NaN rows of (F, K) ``values`` by interpolation, then a centred moving average."""
+    frames = np.arange(len(values))
+    known = ~np.isnan(values).any(axis=1)
+    filled = np.stack([np.interp(frames, frames[known], column[known]) for column in values.T], axis=1)
+    if window <= 1 or len(values) < 2:
+        return filled
+    half = window // 2
+    padded = np.pad(filled, ((half, half), (0, 0)), mode="edge")
+    kernel = np.ones(window) / window
+    return np.stack([np.convolve(column, kernel, mode="valid")[: len(values)] for column in padded.T], axis=1)
+
+
+def eye_angle(landmarks: np.ndarray) -> float:
+    """Degrees to rotate by so that the eye centres (68-point scheme) are level."""
+    left, right = landmarks[36:42].mean(axis=0), landmarks[42:48].mean(axis=0)
+    return math.degrees(math.atan2(right[1] - left[1], right[0] - left[0]))
+
+
+def crop_square(frame: np.ndarray, centre: tuple[float, float], side: float, angle: float, size: int) -> np.ndarray:
+    """The square of ``side`` pixels around ``centre``, rotated by ``angle`` degrees, as size x size.
+
+    Parts outside the frame are black, so crops near the border keep the face's scale.
+    """
+    matrix = cv2.getRotationMatrix2D(centre, angle, size / side)
+    matrix[:, 2] += (size / 2.0 - centre[0], size / 2.0 - centre[1])
+    return cv2.warpAffine(frame, matrix, (size, size), flags=cv2.INTER_AREA if side > size else cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+
+
+def encode_image(image: np.ndarray, image_format: str, jpeg_quality: int = 95) -> bytes:
+    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    if image_format == "jpeg":
+        ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+    else:
+        ok, data = cv2.imencode(".png", bgr)
+    if not ok:
+        raise ValueError(f"could not encode a crop as {image_format}")
+    return data.tobytes()
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    """An encoded crop back to (H, W, 3) uint8 RGB."""
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError("undecodable crop bytes")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def crop_clip(clip_id: str, clip: Clip, detector, policy: CropPolicy,
+              rng: np.random.Generator | None = None) -> FaceRecord:
+    """Sample, detect, track and crop one clip. Decoding errors propagate as ``VideoError``."""
+    F = policy.frames_per_clip
+    indices, _ = segment_indices(clip.info.num_frames, F, policy.sampling, rng)
+    frames = clip.read(indices, max_side=policy.max_side)  # (F, h, w, 3), possibly downscaled
+    scale = clip.info.width / frames.shape[2]  # decoded pixels -> source pixels
+    track = choose_track(detector.detect(frames))
+    found = np.array([d is not None for d in track])
+
+    geometry = np.full((F, 4), np.nan)  # centre x, centre y, side, angle
+    landmarks = np.full((F, NUM_LANDMARKS, 2), np.nan)
+    score = np.zeros(F, dtype=np.float32)
+    for row, detection in enumerate(track):
+        if detection is None:
+            continue
+        x0, y0, x1, y1 = detection.box
+        angle = 0.0
+        if hasattr(detector, "landmarks"):
+            points = detector.landmarks(frames[row], detection.box)
+            if points is not None:
+                landmarks[row] = points * scale
+                angle = eye_angle(points)
+        side = max(x1 - x0, y1 - y0) * (policy.margin if detector.name != "none" else 1.0)
+        geometry[row] = ((x0 + x1) / 2, (y0 + y1) / 2, side, angle)
+        score[row] = detection.score
+    if not found.any():
+        height, width = frames.shape[1:3]
+        geometry[:] = (width / 2, height / 2, min(width, height), 0.0)
+    geometry = fill_and_smooth(geometry, policy.smooth)
+
+    crops, boxes = [], np.zeros((F, 4), dtype=np.float32)
+    for row, (cx, cy, side, angle) in enumerate(geometry):
+        crop = crop_square(frames[row], (cx, cy), side, angle, policy.crop_size)
+        crops.append(encode_image(crop, policy.image_format, policy.jpeg_quality))
+        boxes[row] = np.array([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2]) * scale
+    if found.all():
+        status, reason = "ok", ""
+    elif found.any():
+        status, reason = "partial", f"face found in {found.sum()} of {F} sampled frames"
+    else:
+        status, reason = "no_face", f"no face found in any of {F} sampled frames; centre crop used"
+    return FaceRecord(clip_id=clip_id, status=status, reason=reason, source_frames=clip.info.num_frames,
+                      frame_index=indices, box=boxes, score=score, landmarks=landmarks, crops=crops)

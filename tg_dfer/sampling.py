@@ -1,0 +1,47 @@
+"""Segment sampling of frame indices (as in TSN and the DFER literature).
+
+A clip of ``n`` frames is cut into ``count`` equal segments and one frame is taken from each:
+the centre frame for testing, a random frame for training. Clips shorter than ``count`` keep all
+their frames and are padded by repeating the last one; the number of real frames is returned so
+that later stages can mask the padding.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MODES = ("centre", "random")
+
+
+def segment_indices(num_frames: int, count: int, mode: str = "centre",
+                    rng: np.random.Generator | None = None) -> tuple[np.ndarray, int]:
+    """Indices of ``count`` frames out of ``num_frames``, and how many of them are not padding.
+
+    Returns ``(indices, valid)``: ``indices`` is an int64 array of length ``count`` in increasing
+    order; ``indices[valid:]`` repeat the last frame when the clip is shorter than ``count``.
+    """
+    if num_frames < 1:
+        raise ValueError(f"a clip needs at least one frame, got {num_frames}")
+    if count < 1:
+        raise ValueError(f"frames per clip must be at least 1, got {count}")
+    if mode not in MODES:
+        raise ValueError(f"sampling mode must be one of {MODES}, got {mode!r}")
+    if num_frames < count:
+        indices = np.minimum(np.arange(count), num_frames - 1)
+        return indices.astype(np.int64), num_frames
+    bounds = np.arange(count + 1) * num_frames / count  # segment k covers [bounds[k], bounds[k+1])
+    if mode == "centre":
+        indices = np.floor((bounds[:-1] + bounds[1:]) / 2)
+    else:
+        if rng is None:
+            raise ValueError("random sampling needs a numpy Generator")
+        starts = np.ceil(bounds[:-1])
+        ends = np.ceil(bounds[1:])  # exclusive; every segment holds at least one frame as n >= count
+        indices = starts + np.floor(rng.random(count) * (ends - starts))
+    return indices.astype(np.int64), count
+
+
+def subsample(count_in: int, count_out: int) -> np.ndarray:
+    """Positions of ``count_out`` segment-centre picks among ``count_in`` already sampled frames."""
+    indices, _ = segment_indices(count_in, count_out, "centre")
+    return indices

@@ -1,0 +1,247 @@
+"""Probing and decoding of clips: video files through ffmpeg-python, or folders of frame images.
+
+A clip is opened once with :func:`open_clip`; ``info.num_frames`` then tells how many frames there
+are, and :meth:`Clip.read` decodes only the requested frame indices. For video files that is one
+ffmpeg pass with a ``select`` filter, so a 16-frame sample of a long clip never materialises the
+other frames in Python.
+
+ffmpeg is the system one when it is on PATH, otherwise the binary shipped by ``imageio-ffmpeg``.
+That binary comes without ffprobe, so probing parses what ``ffmpeg -i`` prints, and frame counts
+come from a stream-copy pass (it reads packets without decoding them).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import ffmpeg
+import numpy as np
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+class VideoError(Exception):
+    """A clip that cannot be probed or decoded. The message names the file and the reason."""
+
+
+def ffmpeg_binary() -> str:
+    """Path of the ffmpeg executable: the system one when present, else imageio-ffmpeg's."""
+    system = shutil.which("ffmpeg")
+    if system:
+        return system
+    try:
+        import imageio_ffmpeg
+    except ImportError as error:  # pragma: no cover - it is a declared dependency
+        raise VideoError("no ffmpeg on PATH and imageio-ffmpeg is not installed") from error
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+@dataclass(frozen=True)
+class ClipInfo:
+    """What decoding needs to know about a clip. Sizes are after rotation metadata is applied."""
+
+    width: int
+    height: int
+    num_frames: int
+    fps: float
+    rotation: int = 0
+
+
+def natural_key(name: str) -> list:
+    """Sort key that orders ``frame2`` before ``frame10``."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+class Clip:
+    """A decodable clip. Subclasses implement :meth:`read`."""
+
+    path: Path
+    info: ClipInfo
+
+    def read(self, indices: Sequence[int], max_side: int | None = None) -> np.ndarray:
+        """Frames at ``indices`` (any order, repeats allowed) as a (K, H, W, 3) uint8 RGB array.
+
+        ``max_side`` downscales frames whose longer side exceeds it, keeping the aspect ratio.
+        """
+        raise NotImplementedError
+
+
+def scaled_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
+    """(width, height) shrunk so the longer side is at most ``max_side``; even, for ffmpeg."""
+    if not max_side or max(width, height) <= max_side:
+        return width, height
+    factor = max_side / max(width, height)
+    return max(2, int(round(width * factor / 2)) * 2), max(2, int(round(height * factor / 2)) * 2)
+
+
+def _check_indices(path: Path, indices: Sequence[int], num_frames: int) -> np.ndarray:
+    wanted = np.asarray(indices, dtype=np.int64)
+    if wanted.size == 0:
+        raise VideoError(f"{path}: no frame indices requested")
+    if wanted.min() < 0 or wanted.max() >= num_frames:
+        raise VideoError(f"{path}: frame index out of range 0..{num_frames - 1}")
+    return wanted
+
+
+class VideoClip(Clip):
+    """A video file decoded with ffmpeg."""
+
+    def __init__(self, path: Path, timeout: float | None = None):
+        self.path = path
+        self.timeout = timeout
+        self.binary = ffmpeg_binary()
+        self.info = self._probe()
+
+    def _run(self, stream, what: str) -> tuple[bytes, str]:
+        args = stream.compile(cmd=self.binary)
+        try:
+            done = subprocess.run(args, capture_output=True, timeout=self.timeout, check=False)
+        except subprocess.TimeoutExpired as error:
+            raise VideoError(f"{self.path}: {what} took longer than the {self.timeout:g} s decode timeout") from error
+        return done.stdout, done.stderr.decode("utf-8", errors="replace")
+
+    def _probe(self) -> ClipInfo:
+        if not self.path.is_file():
+            raise VideoError(f"{self.path}: no such file")
+        if self.path.stat().st_size == 0:
+            raise VideoError(f"{self.path}: empty file (0 bytes)")
+        count_pass = (
+            ffmpeg.input(str(self.path))
+            .output("-", format="null", map="0:v:0", c="copy")
+            .global_args("-hide_banner", "-nostdin")
+        )
+        _, log = self._run(count_pass, "probing")
+        stream = re.search(r"Stream #\d+:\d+[^\n]*?: Video: ([^\n]*)", log)
+        if stream is None:
+            reason = _last_error_line(log) or "no video stream"
+            raise VideoError(f"{self.path}: not a readable video ({reason})")
+        size = re.search(r"(?<![0-9a-fx])(\d{1,5})x(\d{1,5})(?![0-9a-fx])", stream.group(1))
+        if size is None:
+            raise VideoError(f"{self.path}: video stream without a frame size ({stream.group(1)[:80]})")
+        width, height = int(size.group(1)), int(size.group(2))
+        fps_match = re.search(r"([\d.]+) (?:fps|tbr)", stream.group(1))
+        fps = float(fps_match.group(1)) if fps_match else 0.0
+        rotation_match = re.search(r"rotation of (-?[\d.]+) degrees", log)
+        rotation = int(round(float(rotation_match.group(1)))) % 360 if rotation_match else 0
+        if rotation in (90, 270):
+            width, height = height, width
+        frames = re.findall(r"frame=\s*(\d+)", log)
+        num_frames = int(frames[-1]) if frames else 0
+        if num_frames == 0:
+            num_frames = self._count_by_decoding(width, height)
+        if num_frames == 0 or width < 1 or height < 1:
+            raise VideoError(f"{self.path}: video stream has no decodable frames")
+        return ClipInfo(width=width, height=height, num_frames=num_frames, fps=fps, rotation=rotation)
+
+    def _count_by_decoding(self, width: int, height: int) -> int:
+        # Some containers report no packet count on a stream copy; decoding tiny frames always counts.
+        decode = (
+            ffmpeg.input(str(self.path))
+            .video.filter("scale", 16, 16)
+            .output("pipe:", format="rawvideo", pix_fmt="gray")
+            .global_args("-hide_banner", "-nostdin")
+        )
+        raw, _ = self._run(decode, "counting frames")
+        return len(raw) // 256
+
+    def read(self, indices: Sequence[int], max_side: int | None = None) -> np.ndarray:
+        wanted = _check_indices(self.path, indices, self.info.num_frames)
+        unique = np.unique(wanted)
+        width, height = scaled_size(self.info.width, self.info.height, max_side)
+        frames = self._decode_selected(unique, width, height)
+        if len(frames) != len(unique):
+            frames = self._decode_all_keep(unique, width, height)
+        position = {int(index): row for row, index in enumerate(unique)}
+        return frames[[position[int(index)] for index in wanted]]
+
+    def _decode(self, video, width: int, height: int, what: str) -> np.ndarray:
+        if (width, height) != (self.info.width, self.info.height):
+            video = video.filter("scale", width, height, flags="area")
+        output = video.output("pipe:", format="rawvideo", pix_fmt="rgb24", fps_mode="passthrough")
+        raw, log = self._run(output.global_args("-hide_banner", "-nostdin", "-loglevel", "error"), what)
+        frame_bytes = width * height * 3
+        if len(raw) < frame_bytes:
+            reason = _last_error_line(log) or "decoder produced no frames"
+            raise VideoError(f"{self.path}: {what} failed ({reason})")
+        count = len(raw) // frame_bytes
+        return np.frombuffer(raw[: count * frame_bytes], dtype=np.uint8).reshape(count, height, width, 3)
+
+    def _decode_selected(self, unique: np.ndarray, width: int, height: int) -> np.ndarray:
+        # ffmpeg-python escapes the commas itself.
+        expression = "+".join(f"eq(n,{int(index)})" for index in unique)
+        video = ffmpeg.input(str(self.path)).video.filter("select", expression)
+        return self._decode(video, width, height, "decoding sampled frames")
+
+    def _decode_all_keep(self, unique: np.ndarray, width: int, height: int) -> np.ndarray:
+        # Packet counts can disagree with decoded frames (broken or VFR streams): decode all and
+        # keep what exists; indices past the real end fall back to the last decoded frame.
+        every = self._decode(ffmpeg.input(str(self.path)).video, width, height, "decoding")
+        return every[np.minimum(unique, len(every) - 1)]
+
+
+class FrameFolderClip(Clip):
+    """A folder of frame images, in natural sort order of their file names."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.files = sorted(
+            (entry for entry in path.iterdir() if entry.suffix.lower() in IMAGE_SUFFIXES and entry.is_file()),
+            key=lambda entry: natural_key(entry.name),
+        )
+        if not self.files:
+            raise VideoError(f"{path}: folder holds no frame images ({', '.join(IMAGE_SUFFIXES)})")
+        first = self._load(self.files[0])
+        self.info = ClipInfo(width=first.shape[1], height=first.shape[0], num_frames=len(self.files), fps=0.0)
+
+    def _load(self, file: Path) -> np.ndarray:
+        image = cv2.imread(str(file), cv2.IMREAD_COLOR)
+        if image is None:
+            raise VideoError(f"{file}: unreadable image")
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+    def read(self, indices: Sequence[int], max_side: int | None = None) -> np.ndarray:
+        wanted = _check_indices(self.path, indices, self.info.num_frames)
+        width, height = scaled_size(self.info.width, self.info.height, max_side)
+        frames = {}
+        for index in np.unique(wanted):
+            image = self._load(self.files[int(index)])
+            if image.shape[:2] != (height, width):
+                image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+            frames[int(index)] = image
+        return np.stack([frames[int(index)] for index in wanted])
+
+
+def open_clip(path: str | Path, timeout: float | None = None) -> Clip:
+    """Open a video file or a folder of frames; raises :class:`VideoError` with the reason."""
+    path = Path(path)
+    if path.is_dir():
+        return FrameFolderClip(path)
+    return VideoClip(path, timeout=timeout)
+
+
+def write_video(path: str | Path, frames: np.ndarray, fps: float = 25.0, crf: int = 20) -> None:
+    """Encode (T, H, W, 3) uint8 RGB frames as an H.264 mp4 with the real ffmpeg."""
+    frames = np.ascontiguousarray(frames, dtype=np.uint8)
+    count, height, width, _ = frames.shape
+    stream = (
+        ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{width}x{height}", framerate=fps)
+        .output(str(path), vcodec="libx264", pix_fmt="yuv420p", crf=crf, preset="medium", r=fps)
+        .global_args("-hide_banner", "-nostdin", "-loglevel", "error", "-y")
+    )
+    done = subprocess.run(stream.compile(cmd=ffmpeg_binary()), input=frames.tobytes(), capture_output=True, check=False)
+    if done.returncode != 0:
+        raise VideoError(f"{path}: encoding failed ({_last_error_line(done.stderr.decode(errors='replace'))})")
+
+
+def _last_error_line(log: str) -> str:
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if not line.startswith(("frame=", "video:", "[out#")):
+            return line[:200]
+    return ""
