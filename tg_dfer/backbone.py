@@ -148,6 +148,9 @@ def load_clip(name: str = "ViT-B/32", checkpoint: str | os.PathLike | None = Non
         state_dict = _read_state_dict(path)
         try:
             model = build_model(dict(state_dict)).float().eval()
+            # build_model rounds the weights to fp16; load them again to keep fp32 checkpoints exact.
+            model.load_state_dict({key: value for key, value in state_dict.items()
+                                   if key not in ("input_resolution", "context_length", "vocab_size")})
         except (KeyError, RuntimeError) as error:
             raise WeightsError(f"{path}: weights do not fit a CLIP model: {error}") from error
         loaded = LoadedClip(model, name, sha256_file(path), random_weights=False, source=str(path))
@@ -176,8 +179,8 @@ def preprocess(images: torch.Tensor, size: int = 224) -> torch.Tensor:
     x = images.permute(0, 3, 1, 2).float() / 255.0  # (B, 3, H, W)
     height, width = x.shape[-2:]
     if min(height, width) != size:
-        scale = size / min(height, width)
-        new_size = (max(size, round(height * scale)), max(size, round(width * scale)))
+        # torchvision (and so clip's transform) truncates the longer side: int(), not round().
+        new_size = (size, int(size * width / height)) if height <= width else (int(size * height / width), size)
         x = F.interpolate(x, size=new_size, mode="bicubic", align_corners=False, antialias=True).clamp_(0, 1)
         # PIL resizes in 8 bits; rounding the same way keeps the two paths within float tolerance.
         x = torch.round(x * 255.0) / 255.0

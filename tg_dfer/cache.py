@@ -14,7 +14,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import h5py
 import numpy as np
@@ -351,7 +351,3 @@ def read_text(path: str | Path) -> TextCache:
             raise SchemaError(f"{path}: {name} has {getattr(cache, name).shape[0]} rows for {C} classes")
     return cache
 
-
-def iter_rows(n: int, batch: int) -> Iterator[slice]:
-    for start in range(0, n, batch):
-        yield slice(start, min(n, start + batch))

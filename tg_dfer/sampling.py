@@ -29,14 +29,14 @@ def segment_indices(num_frames: int, count: int, mode: str = "centre",
     if num_frames < count:
         indices = np.minimum(np.arange(count), num_frames - 1)
         return indices.astype(np.int64), num_frames
-    bounds = np.arange(count + 1) * num_frames / count  # segment k covers [bounds[k], bounds[k+1])
+    # Segment k holds the whole frames ceil(k n / count) .. ceil((k + 1) n / count) - 1, at least one.
+    bounds = np.ceil(np.arange(count + 1) * num_frames / count)
+    starts, ends = bounds[:-1], bounds[1:]
     if mode == "centre":
-        indices = np.floor((bounds[:-1] + bounds[1:]) / 2)
+        indices = np.floor((starts + ends) / 2)  # the later of two middle frames, as TSN
     else:
         if rng is None:
             raise ValueError("random sampling needs a numpy Generator")
-        starts = np.ceil(bounds[:-1])
-        ends = np.ceil(bounds[1:])  # exclusive; every segment holds at least one frame as n >= count
         indices = starts + np.floor(rng.random(count) * (ends - starts))
     return indices.astype(np.int64), count
 

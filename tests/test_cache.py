@@ -1,0 +1,104 @@
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from tg_dfer.cache import (FaceRecord, FacesFile, FacesWriter, FeatureCache, SchemaError, TextCache, read_features,
+                           read_text, write_features, write_text)
+
+MODEL_ATTRS = {"clip_model": "ViT-B/32", "checkpoint_sha256": "ab" * 32, "random_weights": True, "embed_dim": 8}
+
+
+def feature_cache(n=5, views=2, frames=4, dim=8, seed=0) -> FeatureCache:
+    rng = np.random.default_rng(seed)
+    features = rng.normal(size=(n, views, frames, dim))
+    features /= np.linalg.norm(features, axis=-1, keepdims=True)
+    return FeatureCache(
+        clip_id=[f"clip_{i}" for i in range(n)], label=rng.integers(-1, 3, n), features=features.astype(np.float16),
+        num_frames=rng.integers(1, frames + 1, n).astype(np.int32),
+        frame_index=np.sort(rng.integers(0, 100, (n, frames)), axis=1).astype(np.int32),
+        face_score=rng.random((n, frames)).astype(np.float32),
+        attrs={**MODEL_ATTRS, "class_names": ["a", "b", "c"], "views": views, "frames_per_clip": frames},
+    )
+
+
+def test_features_round_trip(tmp_path):
+    cache = feature_cache()
+    write_features(tmp_path / "features.h5", cache)
+    back = read_features(tmp_path / "features.h5")
+    assert back.clip_id == cache.clip_id
+    for name in ("label", "features", "num_frames", "frame_index", "face_score"):
+        assert np.array_equal(getattr(back, name), getattr(cache, name)), name
+    assert back.features.dtype == np.float16 and back.class_names == ["a", "b", "c"]
+    assert back.random_weights and back.attrs["schema"] == "tg-dfer/features/1"
+    with h5py.File(tmp_path / "features.h5") as handle:  # the contract, as outside readers see it
+        assert handle["clip_id"].dtype.kind == "O" and handle["label"].dtype == np.int64
+        assert handle["num_frames"].dtype == np.int32 and handle["face_score"].dtype == np.float32
+        assert json.loads(handle.attrs["class_names"]) == ["a", "b", "c"]
+
+
+def test_wrong_or_old_schema_is_refused_with_a_clear_error(tmp_path):
+    write_features(tmp_path / "features.h5", feature_cache())
+    with h5py.File(tmp_path / "features.h5", "a") as handle:
+        handle.attrs["schema"] = "tg-dfer/features/0"
+    with pytest.raises(SchemaError, match="features/0 is not supported"):
+        read_features(tmp_path / "features.h5")
+    write_text(tmp_path / "text.h5", text_cache())
+    with pytest.raises(SchemaError, match="holds schema 'tg-dfer/text/1', expected tg-dfer/features/1"):
+        read_features(tmp_path / "text.h5")
+    (tmp_path / "junk.h5").write_bytes(b"not hdf5")
+    with pytest.raises(SchemaError, match="not a readable HDF5"):
+        read_features(tmp_path / "junk.h5")
+    with pytest.raises(SchemaError, match="no such file"):
+        read_features(tmp_path / "absent.h5")
+
+
+def test_inconsistent_features_file_is_refused(tmp_path):
+    write_features(tmp_path / "features.h5", feature_cache())
+    with h5py.File(tmp_path / "features.h5", "a") as handle:
+        del handle["num_frames"]
+        handle["num_frames"] = np.full(5, 9, dtype=np.int32)
+    with pytest.raises(SchemaError, match="num_frames"):
+        read_features(tmp_path / "features.h5")
+
+
+def text_cache() -> TextCache:
+    rng = np.random.default_rng(0)
+    return TextCache(class_names=["a", "b"], class_prompts=["an expression of a.", "an expression of b."],
+                     descriptor_prompts=["first", "second"], class_embeddings=rng.random((2, 8)),
+                     descriptor_embeddings=rng.random((2, 8)), attrs={**MODEL_ATTRS, "prompt_set": "test"})
+
+
+def test_text_round_trip(tmp_path):
+    cache = text_cache()
+    write_text(tmp_path / "text.h5", cache)
+    back = read_text(tmp_path / "text.h5")
+    assert back.class_names == cache.class_names and back.descriptor_prompts == cache.descriptor_prompts
+    assert np.allclose(back.class_embeddings, cache.class_embeddings)
+    assert back.attrs["checkpoint_sha256"] == MODEL_ATTRS["checkpoint_sha256"]
+
+
+def test_faces_round_trip_including_a_failed_clip(tmp_path):
+    F = 3
+    good = FaceRecord("good", "partial", "face found in 2 of 3", source_frames=40, frame_index=np.array([5, 20, 35]),
+                      box=np.arange(12, dtype=np.float32).reshape(F, 4), score=np.array([0.9, 0.0, 0.8]),
+                      crops=[b"\xff\xd8one", b"\xff\xd8two", b"\xff\xd8three"])
+    bad = FaceRecord("bad", "failed", "bad.mp4: empty file (0 bytes)")
+    with FacesWriter(tmp_path / "faces.h5", F, {"detector": "opencv"}) as writer:
+        writer.append(good)
+        writer.append(bad)
+    with FacesFile(tmp_path / "faces.h5") as faces:
+        assert faces.clip_id == ["good", "bad"] and faces.status == ["partial", "failed"]
+        assert faces.reason[1] == "bad.mp4: empty file (0 bytes)"
+        assert faces.crops(0) == good.crops and faces.crops(1) == [b"", b"", b""]
+        assert np.array_equal(faces["frame_index"], [[5, 20, 35], [-1, -1, -1]])
+        assert np.isnan(faces["landmarks"]).all() and faces.attrs["detector"] == "opencv"
+
+
+def test_a_writer_that_fails_leaves_no_file(tmp_path):
+    with pytest.raises(RuntimeError):
+        with FacesWriter(tmp_path / "faces.h5", 2, {}) as writer:
+            writer.append(FaceRecord("x", "failed", "reason"))
+            raise RuntimeError("interrupted")
+    assert list(tmp_path.iterdir()) == []
