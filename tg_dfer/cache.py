@@ -62,7 +62,14 @@ def _decode(values: np.ndarray) -> list[str]:
 
 def _set_attrs(handle: h5py.File, attrs: dict[str, Any]) -> None:
     for key, value in attrs.items():
-        handle.attrs[key] = json.dumps(value) if isinstance(value, (dict, list, tuple)) else value
+        handle.attrs[key] = json.dumps(value, default=_plain) if isinstance(value, (dict, list, tuple)) else value
+
+
+def _plain(value: Any) -> Any:
+    """JSON for the numpy scalars and arrays that attributes read back from HDF5 come as."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} cannot be stored as a JSON attribute")
 
 
 class _AtomicH5:
