@@ -11,5 +11,3 @@ fi
 # openai-clip is an sdist that imports pkg_resources while building: setuptools<81 first.
 .venv/bin/python -m pip install --quiet 'setuptools<81' wheel
 .venv/bin/python -m pip install --quiet -e '.[test]'
-# DVC experiments need a git repository with a commit (a fresh clone has one).
-.venv/bin/dvc config --local core.analytics false >/dev/null 2>&1 || true
