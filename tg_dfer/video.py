@@ -231,7 +231,7 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float = 25.0, crf: in
     count, height, width, _ = frames.shape
     stream = (
         ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{width}x{height}", framerate=fps)
-        .output(str(path), vcodec="libx264", pix_fmt="yuv420p", crf=crf, preset="medium", r=fps)
+        .output(str(path), vcodec="libx264", pix_fmt="yuv420p", crf=crf, preset="veryfast", r=fps)
         .global_args("-hide_banner", "-nostdin", "-loglevel", "error", "-y")
     )
     done = subprocess.run(stream.compile(cmd=ffmpeg_binary()), input=frames.tobytes(), capture_output=True, check=False)
