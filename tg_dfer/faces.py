@@ -77,7 +77,8 @@ class OpenCVDetector:
     def detect(self, frames: np.ndarray) -> list[list[Detection]]:
         found = []
         for frame in frames:
-            gray = cv2.equalizeHist(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY))
+            # No histogram equalisation: measured on demo and real clips, it lowers the hit rate.
+            gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
             side = max(16, int(self.min_size_fraction * min(gray.shape)))
             boxes, _, weights = self.cascade.detectMultiScale3(
                 gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(side, side),
