@@ -115,7 +115,9 @@ def random_clip(name: str = "ViT-B/32", seed: int = 0) -> CLIP:
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
-        with open(path, "rb") as handle:
+        with open(path, "rb") as handle, warnings.catch_warnings():
+            # OpenAI publishes TorchScript archives; torch.jit.load is the only reader for them.
+            warnings.filterwarnings("ignore", message=".*torch.jit.load. is deprecated", category=FutureWarning)
             return torch.jit.load(handle, map_location="cpu").state_dict()
     except RuntimeError:
         pass  # not TorchScript: a plain state_dict
