@@ -8,21 +8,20 @@ torch and friends, so they are imported only when their command runs: ``tg-dfer 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 
 import click
 
 from tg_dfer import __version__
 
-# command -> (module in pipeline/, one-line help shown by `tg-dfer --help`)
+# command (and its module pipeline/<command>.py) -> the one-line help shown by `tg-dfer --help`
 COMMANDS = {
-    "demo": ("demo", "Render the demo dataset of synthetic face videos -> data/demo/videos/."),
-    "prepare": ("prepare", "List a dataset's clips -> data/<dataset>/manifest.csv + classes.json."),
-    "faces": ("faces", "Decode, sample, detect and crop faces -> data/<dataset>/faces.h5."),
-    "embed": ("embed", "CLIP image embeddings of the crops -> data/<dataset>/features.h5."),
-    "text": ("text", "CLIP text embeddings of a prompt set -> data/text/<prompt_set>.h5."),
-    "train": ("train", "Train TG-DFER on cached features, one fold -> models/<dataset>/fold<k>/."),
-    "evaluate": ("evaluate", "Metrics, predictions and plots of the trained folds -> metrics/<dataset>/."),
+    "demo": "Render the demo dataset of synthetic face videos -> data/demo/videos/.",
+    "prepare": "List a dataset's clips -> data/<dataset>/manifest.csv + classes.json.",
+    "faces": "Decode, sample, detect and crop faces -> data/<dataset>/faces.h5.",
+    "embed": "CLIP image embeddings of the crops -> data/<dataset>/features.h5.",
+    "text": "CLIP text embeddings of a prompt set -> data/text/<prompt_set>.h5.",
+    "train": "Train TG-DFER on cached features, one fold -> models/<dataset>/fold<k>/.",
+    "evaluate": "Metrics, predictions and plots of the trained folds -> metrics/<dataset>/.",
 }
 
 
@@ -30,16 +29,16 @@ class StageGroup(click.Group):
     """A group whose commands are imported on first use."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return [name for name in COMMANDS if importlib.util.find_spec(f"pipeline.{COMMANDS[name][0]}")]
+        return list(COMMANDS)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in COMMANDS:
             return None
-        module = importlib.import_module(f"pipeline.{COMMANDS[name][0]}")
+        module = importlib.import_module(f"pipeline.{name}")
         return getattr(module, name)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        rows = [(name, COMMANDS[name]) for name in self.list_commands(ctx)]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 

@@ -24,9 +24,15 @@ def tiny_params(**changes) -> dict:
     params["demo"].update(clips_per_class=1, num_folds=2, min_frames=12, max_frames=20)
     params["faces"]["frames_per_clip"] = 6
     params["embed"].update(frames_per_clip=4, views=2, batch_size=32)
+    params["train"]["folds"] = [1, 2]
+    params["train"]["model"].update(num_frames=4, window=2)
+    params["train"]["optim"].update(epochs=2, milestones=[1], batch_size=4)
     for key, value in changes.items():
-        section, name = key.split(".")
-        params[section][name] = value
+        *sections, name = key.split(".")
+        target = params
+        for section in sections:
+            target = target[section]
+        target[name] = value
     return params
 
 
@@ -159,8 +165,8 @@ def test_dvc_stages_match_commands_and_params():
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="dvc repro needs git")
 def test_dvc_repro_and_an_experiment_rerun_only_what_changed(tmp_path):
-    """In a fresh git repository: dvc repro runs every stage; a faces param re-runs faces and
-    embed but not demo, prepare or text."""
+    """In a fresh git repository: dvc repro runs every stage; a faces param re-runs faces, embed
+    and what follows, but not demo, prepare or text; a model param re-runs only train and evaluate."""
     project = tmp_path / "repo"
     ignore = shutil.ignore_patterns(".venv", "data", "models", "metrics", ".git", "__pycache__", "*.egg-info",
                                     ".pytest_cache", "dvc.lock")
@@ -180,8 +186,9 @@ def test_dvc_repro_and_an_experiment_rerun_only_what_changed(tmp_path):
     sh("git", "commit", "-qm", "init")
     dvc = str(Path(sys.executable).parent / "dvc")
     first = sh(dvc, "repro")
-    for stage in ("demo", "prepare", "faces", "embed", "text"):
+    for stage in ("demo", "prepare", "faces", "embed", "text", "train@1", "train@2", "evaluate"):
         assert f"Running stage '{stage}'" in first
+    assert (project / "metrics/demo/metrics.json").is_file()
     sh("git", "add", "-A")
     sh("git", "commit", "-qm", "repro")
     experiment = sh(dvc, "exp", "run", "-S", "faces.detector=none")
@@ -190,3 +197,7 @@ def test_dvc_repro_and_an_experiment_rerun_only_what_changed(tmp_path):
         assert f"Running stage '{stage}'" not in experiment
     with h5py.File(project / "data/demo/faces.h5") as handle:
         assert handle.attrs["detector"] == "none"
+    model_change = sh(dvc, "exp", "run", "-S", "train.model.fine_depth=0")
+    assert "Running stage 'train@1'" in model_change and "Running stage 'evaluate'" in model_change
+    for stage in ("demo", "prepare", "faces", "embed", "text"):
+        assert f"Running stage '{stage}'" not in model_change

@@ -1,0 +1,331 @@
+"""Evaluation of trained folds: predictions.h5, metrics.json, confusion matrices and training curves.
+
+Each clip of test fold k is predicted by the model trained for fold k (its best-on-validation
+weights by default). Metrics are computed per fold and then averaged over folds (mean and sample
+standard deviation), in percent.
+
+Files written by :func:`write_outputs` into ``out`` (``metrics/<dataset>/`` in the pipeline):
+
+* ``metrics.json``: UAR, WAR (mean over folds), ``uar_std``, ``war_std``, ``per_class`` recall,
+  ``folds`` (the same per fold), and the labelled extras ``last_epoch`` and ``test_picked``.
+* ``predictions.h5``: schema ``tg-dfer/predictions/1`` (see :func:`write_predictions`).
+* ``confusion.json``: confusion-matrix counts, summed over folds and per fold.
+* ``plots/confusion/all.csv`` and ``plots/confusion/fold<k>.csv``: one row per labelled test clip
+  (``actual,predicted`` class names), the input of DVC's ``confusion`` plot template.
+* ``plots/curves/fold<k>.csv``: the training history per epoch (loss, validation and tracked
+  test UAR/WAR, learning rate), for DVC line plots.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import h5py
+import numpy as np
+
+from tg_dfer import __version__
+from tg_dfer.cache import FeatureCache, SchemaError, open_checked
+from tg_dfer.metrics import report, summarize
+from tg_dfer.model import TextEncoder
+from tg_dfer.train import ClipBank, model_from_checkpoint, predict
+
+PREDICTIONS_SCHEMA = "tg-dfer/predictions/1"
+RANDOM_WEIGHTS_WARNING = ("features (and texts) came from RANDOM CLIP weights: these numbers test the pipeline "
+                          "and mean nothing about facial expressions")
+TEST_PICKED_NOTE = ("epoch picked on the TEST fold (optimistic, as some published DFER numbers are): for "
+                    "comparison with published results only, never a model-selection result")
+CURVE_COLUMNS = ("epoch", "train_loss", "train_war", "val_loss", "val_uar", "val_war", "test_loss", "test_uar",
+                 "test_war", "lr", "prompt_lr", "seconds")
+
+
+# --------------------------------------------------------------------------------- predictions.h5
+
+
+@dataclass
+class PredictionSet:
+    """Contents of a predictions.h5. N clips, C classes, T frames seen per clip."""
+
+    clip_id: list[str]
+    label: np.ndarray  # (N,) int64, -1 unknown
+    fold: np.ndarray  # (N,) int32, the fold whose model predicted the clip
+    probs: np.ndarray  # (N, C) float32, rows sum to 1
+    pred: np.ndarray  # (N,) int64
+    frame_index: np.ndarray  # (N, T) int32, source frames seen at test time, -1 on padding
+    influence: np.ndarray  # (N, T) float32, raw per-frame score of the predicted class, NaN on padding
+    class_names: list[str]
+    attrs: dict[str, Any]
+
+    def __len__(self) -> int:
+        return len(self.clip_id)
+
+    def select(self, rows: np.ndarray) -> "PredictionSet":
+        """The clips at ``rows`` (an index array or a boolean mask)."""
+        rows = np.flatnonzero(rows) if np.asarray(rows).dtype == bool else np.asarray(rows, dtype=np.int64)
+        return PredictionSet([self.clip_id[row] for row in rows], self.label[rows], self.fold[rows],
+                             self.probs[rows], self.pred[rows], self.frame_index[rows], self.influence[rows],
+                             self.class_names, dict(self.attrs))
+
+    @staticmethod
+    def concatenate(parts: Sequence["PredictionSet"]) -> "PredictionSet":
+        if not parts:
+            raise ValueError("nothing to concatenate")
+        first = parts[0]
+        return PredictionSet(
+            clip_id=[clip for part in parts for clip in part.clip_id],
+            label=np.concatenate([part.label for part in parts]),
+            fold=np.concatenate([part.fold for part in parts]),
+            probs=np.concatenate([part.probs for part in parts]),
+            pred=np.concatenate([part.pred for part in parts]),
+            frame_index=np.concatenate([part.frame_index for part in parts]),
+            influence=np.concatenate([part.influence for part in parts]),
+            class_names=first.class_names,
+            attrs=first.attrs,
+        )
+
+
+def check_predictions(preds: PredictionSet, where: str = "predictions") -> None:
+    """Raise :class:`SchemaError` unless shapes, types and values follow the schema."""
+    N, C = len(preds.clip_id), len(preds.class_names)
+    if preds.probs.ndim != 2 or preds.probs.shape != (N, C):
+        raise SchemaError(f"{where}: probs has shape {preds.probs.shape}, expected ({N}, {C})")
+    T = preds.frame_index.shape[1] if preds.frame_index.ndim == 2 else -1
+    for name, shape in (("label", (N,)), ("fold", (N,)), ("pred", (N,)), ("frame_index", (N, T)),
+                        ("influence", (N, T))):
+        if getattr(preds, name).shape != shape:
+            raise SchemaError(f"{where}: {name} has shape {getattr(preds, name).shape}, expected {shape}")
+    if N and not np.allclose(preds.probs.sum(axis=1), 1.0, atol=1e-3):
+        raise SchemaError(f"{where}: probs rows do not sum to 1")
+    if N and (preds.pred.min() < 0 or preds.pred.max() >= C):
+        raise SchemaError(f"{where}: pred holds ids outside 0..{C - 1}")
+    if N and (preds.label.min() < -1 or preds.label.max() >= C):
+        raise SchemaError(f"{where}: label holds ids outside -1..{C - 1}")
+    padding = preds.frame_index < 0
+    if np.isnan(preds.influence[~padding]).any() or not np.isnan(preds.influence[padding]).all():
+        raise SchemaError(f"{where}: influence must be NaN exactly where frame_index is -1 (padding)")
+
+
+def write_predictions(path: str | Path, preds: PredictionSet) -> None:
+    """Write a predictions.h5 (schema ``tg-dfer/predictions/1``), atomically."""
+    check_predictions(preds, str(path))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    string = h5py.string_dtype("utf-8")
+    try:
+        with h5py.File(partial, "w") as handle:
+            attrs = {"schema": PREDICTIONS_SCHEMA, "package_version": __version__, **preds.attrs,
+                     "class_names": json.dumps(list(preds.class_names))}
+            for key, value in attrs.items():
+                handle.attrs[key] = json.dumps(value) if isinstance(value, (dict, list, tuple)) else value
+            handle["clip_id"] = np.array(preds.clip_id, dtype=object).astype(string)
+            handle["label"] = preds.label.astype(np.int64)
+            handle["fold"] = preds.fold.astype(np.int32)
+            handle["probs"] = preds.probs.astype(np.float32)
+            handle["pred"] = preds.pred.astype(np.int64)
+            handle["frame_index"] = preds.frame_index.astype(np.int32)
+            handle["influence"] = preds.influence.astype(np.float32)
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+def read_predictions(path: str | Path) -> PredictionSet:
+    """Read a predictions.h5, checking its schema attribute, shapes and values."""
+    with open_checked(path, PREDICTIONS_SCHEMA) as handle:
+        attrs = dict(handle.attrs)
+        missing = [name for name in ("clip_id", "label", "fold", "probs", "pred", "frame_index", "influence")
+                   if name not in handle]
+        if missing:
+            raise SchemaError(f"{path}: datasets missing: {', '.join(missing)}")
+        preds = PredictionSet(
+            clip_id=[v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in handle["clip_id"][:]],
+            label=handle["label"][:].astype(np.int64),
+            fold=handle["fold"][:].astype(np.int32),
+            probs=handle["probs"][:].astype(np.float32),
+            pred=handle["pred"][:].astype(np.int64),
+            frame_index=handle["frame_index"][:].astype(np.int32),
+            influence=handle["influence"][:].astype(np.float32),
+            class_names=json.loads(attrs.get("class_names", "[]")),
+            attrs={key: value for key, value in attrs.items() if key not in ("schema", "class_names")},
+        )
+    check_predictions(preds, str(path))
+    return preds
+
+
+# ----------------------------------------------------------------------------------- evaluation
+
+
+def select_frames(influence: np.ndarray, k: int, highest: bool = True) -> np.ndarray:
+    """(N, T) bool masks keeping the ``k`` valid frames of highest (or lowest) influence per clip.
+
+    For the paper's Table 6: pass them as ``masks`` to :func:`tg_dfer.train.predict`. Clips with
+    fewer than ``k`` valid frames keep all of them.
+    """
+    valid = ~np.isnan(influence)
+    key = np.where(valid, influence if highest else -influence, -np.inf)
+    order = np.argsort(-key, axis=1, kind="stable")
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.arange(influence.shape[1])[None].repeat(len(influence), 0), axis=1)
+    return valid & (ranks < k)
+
+
+def predict_fold(checkpoint: dict[str, Any], features: FeatureCache, rows: np.ndarray, fold: int,
+                 which: str = "best", encoder: TextEncoder | None = None, device: str = "cpu",
+                 batch_size: int = 256, bank: ClipBank | None = None) -> PredictionSet:
+    """Predictions of one fold's model (``best`` or ``last`` weights) on cache ``rows``."""
+    names = features.class_names
+    if checkpoint["class_names"] != names:
+        raise ValueError(f"the model knows classes {checkpoint['class_names']}, the features {names}")
+    sha = features.attrs.get("checkpoint_sha256")
+    if checkpoint["clip"]["sha256"] != sha:
+        raise ValueError(f"the model was trained on features of CLIP weights {checkpoint['clip']['sha256'][:12]}..., "
+                         f"these features come from {str(sha)[:12]}...")
+    model = model_from_checkpoint(checkpoint, which, encoder, device)
+    bank = bank or ClipBank(features, device)
+    rows = np.asarray(rows, dtype=np.int64)
+    out = predict(model, bank, rows, features.label, batch_size)
+    return PredictionSet(
+        clip_id=[features.clip_id[row] for row in rows],
+        label=features.label[rows].astype(np.int64),
+        fold=np.full(len(rows), fold, dtype=np.int32),
+        probs=out.probs,
+        pred=out.pred.astype(np.int64),
+        frame_index=out.frame_index.astype(np.int32),
+        influence=out.influence.astype(np.float32),
+        class_names=list(names),
+        attrs={"weights": which},
+    )
+
+
+def _epoch_extra(history: list[dict[str, float]], key: str) -> dict[str, Any] | None:
+    """UAR/WAR of the epoch that maximises ``key`` in a training history (first on ties)."""
+    scored = [record for record in history if np.isfinite(record.get(key, float("nan")))]
+    if not scored:
+        return None
+    best = max(scored, key=lambda record: record[key])  # max keeps the first of equals
+    prefix = key.split("_")[0]
+    return {"uar": round(best[f"{prefix}_uar"], 4), "war": round(best[f"{prefix}_war"], 4), "epoch": int(best["epoch"])}
+
+
+def _mean_std(per_fold: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in ("uar", "war"):
+        values = np.array([fold[key] for fold in per_fold.values() if fold.get(key) is not None], dtype=float)
+        out[key] = round(float(values.mean()), 4) if len(values) else None
+        out[f"{key}_std"] = round(float(values.std(ddof=1)), 4) if len(values) > 1 else 0.0
+    out["folds"] = per_fold
+    return out
+
+
+def evaluate_folds(checkpoints: dict[int, dict[str, Any]], features: FeatureCache, test_fold: np.ndarray,
+                   which: str = "best", encoder: TextEncoder | None = None, device: str = "cpu",
+                   batch_size: int = 256) -> tuple[PredictionSet, dict[str, Any]]:
+    """Predict every fold's test clips with its own model; return the predictions and metrics.json content.
+
+    ``test_fold`` (N,) aligns with the cache rows. The second return value is the metrics
+    dictionary (see the module docstring); its ``confusion`` key holds the count matrices.
+    """
+    if which not in ("best", "last"):
+        raise ValueError(f"weights must be best or last, got {which!r}")
+    names = features.class_names
+    test_fold = np.asarray(test_fold)
+    bank = ClipBank(features, device)
+    parts, fold_reports, last, picked = [], {}, {}, {}
+    for fold in sorted(checkpoints):
+        checkpoint = checkpoints[fold]
+        rows = np.flatnonzero(test_fold == fold)
+        if not len(rows):
+            raise ValueError(f"fold {fold} has no test clips in the features")
+        part = predict_fold(checkpoint, features, rows, fold, which, encoder, device, batch_size, bank)
+        parts.append(part)
+        fold_report = report(part.label, part.pred, names)
+        fold_report["epoch"] = int(checkpoint["best_epoch"] if which == "best" else checkpoint["epochs"])
+        fold_reports[str(fold)] = fold_report
+        other = "last" if which == "best" else "best"
+        other_part = predict_fold(checkpoint, features, rows, fold, other, encoder, device, batch_size, bank)
+        other_report = report(other_part.label, other_part.pred, names)
+        epoch = int(checkpoint["epochs"] if other == "last" else checkpoint["best_epoch"])
+        last[str(fold)] = {"uar": other_report["uar"], "war": other_report["war"], "epoch": epoch}
+        test = _epoch_extra(checkpoint.get("history", []), "test_uar")
+        if test is not None:
+            picked[str(fold)] = test
+    predictions = PredictionSet.concatenate(parts)
+    summary = summarize(fold_reports, names)
+    random_weights = bool(features.random_weights or any(c["clip"]["random_weights"] for c in checkpoints.values()))
+    metrics: dict[str, Any] = {
+        "uar": summary["uar"],
+        "war": summary["war"],
+        "uar_std": summary["uar_std"],
+        "war_std": summary["war_std"],
+        "per_class": summary["per_class"],
+        "clips": summary["clips"],
+        "weights": which,
+        "folds": {fold: {key: value for key, value in rep.items() if key != "confusion"}
+                  for fold, rep in fold_reports.items()},
+        ("last_epoch" if which == "best" else "best_on_validation"): _mean_std(last),
+        "random_clip_weights": random_weights,
+    }
+    if picked:
+        metrics["test_picked"] = {"note": TEST_PICKED_NOTE, **_mean_std(picked)}
+    if random_weights:
+        metrics["warning"] = RANDOM_WEIGHTS_WARNING
+    metrics["confusion"] = {"class_names": list(names), "all": summary["confusion"],
+                            "folds": {fold: rep["confusion"] for fold, rep in fold_reports.items()}}
+    predictions.attrs = {"weights": which, "random_weights": random_weights,
+                         "clip_model": features.attrs.get("clip_model", ""),
+                         "checkpoint_sha256": features.attrs.get("checkpoint_sha256", ""),
+                         "folds": json.dumps(sorted(int(fold) for fold in checkpoints))}
+    return predictions, metrics
+
+
+def write_outputs(out: str | Path, predictions: PredictionSet, metrics: dict[str, Any],
+                  histories: dict[int, list[dict[str, float]]]) -> list[Path]:
+    """Write metrics.json, predictions.h5, confusion.json and the plot CSVs into ``out``; return the paths."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = dict(metrics)
+    confusion = metrics.pop("confusion")
+    written = [out / "metrics.json", out / "predictions.h5", out / "confusion.json"]
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    write_predictions(out / "predictions.h5", predictions)
+    (out / "confusion.json").write_text(json.dumps(confusion, indent=1) + "\n")
+    names = predictions.class_names
+    for sub in ("confusion", "curves"):
+        folder = out / "plots" / sub
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("*.csv"):  # folds no longer evaluated must not linger in the plots
+            stale.unlink()
+    labelled = predictions.label >= 0
+    groups = {"all": labelled, **{f"fold{fold}": labelled & (predictions.fold == fold)
+                                  for fold in sorted(set(predictions.fold.tolist()))}}
+    for name, keep in groups.items():
+        path = out / "plots" / "confusion" / f"{name}.csv"
+        with open(path, "w", newline="") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(("actual", "predicted"))
+            for label, pred in zip(predictions.label[keep], predictions.pred[keep]):
+                writer.writerow((names[label], names[pred]))
+        written.append(path)
+    for fold, history in sorted(histories.items()):
+        path = out / "plots" / "curves" / f"fold{fold}.csv"
+        with open(path, "w", newline="") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(CURVE_COLUMNS)
+            for record in history:
+                writer.writerow([_cell(record.get(column)) for column in CURVE_COLUMNS])
+        written.append(path)
+    return written
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)

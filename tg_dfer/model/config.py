@@ -1,0 +1,105 @@
+"""Every switch of the TG-DFER model in one dataclass (the ``train.model`` section of params.yaml)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+TEXT_PROMPTS = ("class", "descriptors")
+VISUAL_PROMPTS = ("add", "prepend", "none")
+MIL_POOLINGS = ("mean", "max", "lse", "attention", "topk")
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of :class:`tg_dfer.model.TGDFER`; the defaults are the paper's best setting.
+
+    ``embed_dim`` and ``num_classes`` come from the data (the feature cache and the class list),
+    everything else from params.yaml. A checkpoint stores the whole config, so it alone rebuilds
+    the network.
+    """
+
+    embed_dim: int = 512  # D: CLIP embedding size (512 for ViT-B/32)
+    num_classes: int = 7  # C
+    num_frames: int = 16  # T: frames the model sees per clip (segment sampling of the cached frames)
+
+    # Multi-grained temporal network (Sec. 3.2, Eqs. 2-5). Depth 0 removes a branch entirely.
+    fine_depth: int = 1  # transformer layers of the fine-grained (windowed) module
+    coarse_depth: int = 1  # transformer layers of the coarse-grained (whole clip) module
+    window: int = 4  # w: frames per window of the fine-grained module
+    stride: int = 1  # s: step between windows; s = w means windows do not overlap
+    heads: int = 8  # attention heads of both temporal modules
+    mlp_ratio: float = 4.0  # hidden size of the transformer MLPs, in multiples of D
+    dropout: float = 0.1  # dropout inside the temporal transformers
+
+    # Text prompt X^FP (Sec. 3.3, Eq. 6).
+    text_prompt: str = "class"  # class: [ctx] + "<class name>." | descriptors: [ctx] + descriptor text
+    learnable_context: bool = True  # CoOp-style learnable context tokens; False: the cached embeddings
+    context_length: int = 8  # M: number of learnable context tokens
+    class_specific_context: bool = False  # one context per class instead of one shared by all classes
+
+    # Visual prompt (Sec. 3.3, Eqs. 7-10) and bag prediction (Sec. 3.4, Eq. 11).
+    visual_prompt: str = "add"  # add: X^P = MLP(X^FP + V^P) + X^CP | prepend: V^P as a prompt token | none
+    mil_pooling: str = "topk"  # per-frame scores -> bag score: mean | max | lse | attention | topk (docs/model.md)
+    topk_fraction: float = 0.25  # mil_pooling = topk: share of the valid frames averaged
+    tau: float = 0.01  # temperature of every cosine similarity (Eqs. 8 and 11)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def needs_text_encoder(self) -> bool:
+        """Whether training runs the frozen CLIP text tower (learnable context or a prepended visual prompt)."""
+        return self.learnable_context or self.visual_prompt == "prepend"
+
+    @property
+    def needs_text_encoder_at_inference(self) -> bool:
+        """A prepended visual prompt changes the text per clip, so inference needs the text tower too."""
+        return self.visual_prompt == "prepend"
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first field whose value is out of range."""
+        positive = ("embed_dim", "num_classes", "num_frames", "window", "stride", "heads")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        for name in ("fine_depth", "coarse_depth", "context_length"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+        for name in ("learnable_context", "class_specific_context"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.window > self.num_frames:
+            raise ValueError(f"window ({self.window}) must not exceed num_frames ({self.num_frames})")
+        if self.stride > self.window:
+            raise ValueError(f"stride ({self.stride}) must not exceed window ({self.window}): frames would be skipped")
+        if self.embed_dim % self.heads:
+            raise ValueError(f"heads ({self.heads}) must divide embed_dim ({self.embed_dim})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout!r}")
+        if not self.mlp_ratio > 0:
+            raise ValueError(f"mlp_ratio must be > 0, got {self.mlp_ratio!r}")
+        if not self.tau > 0:
+            raise ValueError(f"tau must be > 0, got {self.tau!r}")
+        if not 0.0 < self.topk_fraction <= 1.0:
+            raise ValueError(f"topk_fraction must lie in (0, 1], got {self.topk_fraction!r}")
+        for name, choices in (("text_prompt", TEXT_PROMPTS), ("visual_prompt", VISUAL_PROMPTS),
+                              ("mil_pooling", MIL_POOLINGS)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
+        if self.learnable_context and self.context_length < 1:
+            raise ValueError("context_length must be >= 1 when learnable_context is true")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":
+        """Build from a mapping, refusing keys that are not fields (typos in params.yaml)."""
+        known = {field.name for field in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown model setting(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        return cls(**values)

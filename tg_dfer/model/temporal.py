@@ -1,0 +1,147 @@
+"""The multi-grained temporal network (paper Sec. 3.2): fine windows, the whole clip, and their fusion.
+
+Shapes: B clips, T frames, D embedding size. ``mask`` is (B, T) bool, True on real frames and
+False on padding; any pattern is allowed (not only a padded tail), so inference on a chosen subset
+of frames (Table 6) is a mask.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from tg_dfer.model.config import ModelConfig
+
+
+class Block(nn.Module):
+    """A pre-norm transformer layer (as in CLIP) whose attention ignores padded keys."""
+
+    def __init__(self, width: int, heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0):
+        super().__init__()
+        hidden = int(round(width * mlp_ratio))
+        self.ln_1 = nn.LayerNorm(width)
+        self.attn = nn.MultiheadAttention(width, heads, dropout=dropout, batch_first=True)
+        self.ln_2 = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, width))
+        self.drop = nn.Dropout(dropout)
+        # Zero-init the outputs of both residual branches: a new layer is the identity, so the
+        # untrained network passes the CLIP embeddings through unchanged (see MultiGrainedTemporal).
+        for layer in (self.attn.out_proj, self.mlp[-1]):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, x: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+        # x: (N, L, W); padding: (N, L) True where the key is padding
+        h = self.ln_1(x)
+        x = x + self.drop(self.attn(h, h, h, key_padding_mask=padding, need_weights=False)[0])
+        return x + self.drop(self.mlp(self.ln_2(x)))
+
+
+class Encoder(nn.Module):
+    """``depth`` transformer layers with a learnable positional embedding of ``length`` positions."""
+
+    def __init__(self, length: int, width: int, depth: int, heads: int, mlp_ratio: float, dropout: float):
+        super().__init__()
+        self.positional_embedding = nn.Parameter(torch.randn(length, width) * 0.01)
+        self.blocks = nn.ModuleList([Block(width, heads, mlp_ratio, dropout) for _ in range(depth)])
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        # x: (N, L, W); valid: (N, L) bool
+        # A sequence with no valid key would give NaN attention; such sequences hold padding only
+        # and their outputs are discarded, so let them attend to everything instead.
+        padding = ~valid & valid.any(dim=1, keepdim=True)
+        x = x + self.positional_embedding  # (N, L, W)
+        for block in self.blocks:
+            x = block(x, padding)
+        return x
+
+
+def window_starts(frames: int, window: int, stride: int) -> list[int]:
+    """First frame of each window; a last window flush with the end covers frames a stride would miss."""
+    starts = list(range(0, frames - window + 1, stride))
+    if starts[-1] + window < frames:
+        starts.append(frames - window)
+    return starts
+
+
+class FineGrained(nn.Module):
+    """Fine-grained temporal module (Eqs. 2-3).
+
+    Eq. 2: the T frames are cut into overlapping windows of ``window`` frames every ``stride``
+    frames; each window gets a learnable positional embedding per position in the window and
+    goes through its own pass of a transformer encoder (shared weights), so attention stays local.
+    Eq. 3: window outputs are folded back to T frames by averaging, for each frame, the outputs
+    of every window that contains it.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        T, w, s = config.num_frames, config.window, config.stride
+        starts = window_starts(T, w, s)
+        index = torch.tensor([[start + offset for offset in range(w)] for start in starts])  # (n, w)
+        # Folding back is a fixed (T, n*w) averaging matrix: a matmul is deterministic on every
+        # device, unlike scatter/index_add on CUDA.
+        fold = F.one_hot(index.flatten(), T).T.float()  # (T, n*w)
+        fold = fold / fold.sum(dim=1, keepdim=True)
+        self.register_buffer("index", index, persistent=False)
+        self.register_buffer("fold", fold, persistent=False)
+        self.encoder = Encoder(w, config.embed_dim, config.fine_depth, config.heads, config.mlp_ratio,
+                               config.dropout)
+
+    @property
+    def num_windows(self) -> int:
+        return self.index.shape[0]
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        B, T, D = x.shape
+        n, w = self.index.shape
+        windows = x[:, self.index].reshape(B * n, w, D)  # (B*n, w, D)
+        valid = mask[:, self.index].reshape(B * n, w)  # (B*n, w)
+        out = self.encoder(windows, valid).reshape(B, n * w, D)  # (B, n*w, D)
+        return self.fold @ out  # (B, T, D)
+
+
+class CoarseGrained(nn.Module):
+    """Coarse-grained temporal module (Eq. 4): a transformer over all T frames with its own positions."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.encoder = Encoder(config.num_frames, config.embed_dim, config.coarse_depth, config.heads,
+                               config.mlp_ratio, config.dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x, mask)  # (B, T, D)
+
+
+class MultiGrainedTemporal(nn.Module):
+    """Instance features X^I = FC([fine, coarse]) (Eq. 5).
+
+    A branch of depth 0 does not exist (no parameters, no compute) and the FC takes the other one
+    alone; with both off, X^I = FC(frame features), a per-frame model without temporal context.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        D = config.embed_dim
+        self.fine = FineGrained(config) if config.fine_depth > 0 else None
+        self.coarse = CoarseGrained(config) if config.coarse_depth > 0 else None
+        branches = int(self.fine is not None) + int(self.coarse is not None)
+        self.fc = nn.Linear(max(branches, 1) * D, D)
+        # Start as the mean of the branches, which start as the identity: X^I begins as the CLIP
+        # frame embeddings, so the first scores are CLIP's zero-shot scores, not random ones that
+        # 1 / tau = 100 would make wildly overconfident.
+        with torch.no_grad():
+            self.fc.weight.copy_(torch.eye(D).repeat(1, max(branches, 1)) / max(branches, 1))
+            self.fc.bias.zero_()
+        # CLIP embeddings are unit vectors, so each coordinate is about 1/sqrt(D), while the
+        # transformer branches (behind LayerNorm) emit O(1) coordinates once trained: unit
+        # coordinates keep a frame's own content from drowning under what attention mixes in.
+        self.input_scale = D ** 0.5
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # x: (B, T, D) frame embeddings; mask: (B, T)
+        x = x * self.input_scale
+        parts = [branch(x, mask) for branch in (self.fine, self.coarse) if branch is not None]
+        instances = self.fc(torch.cat(parts, dim=-1) if parts else x)  # (B, T, D)
+        return instances * mask.unsqueeze(-1)  # padding frames carry no feature
