@@ -39,3 +39,15 @@ def tiny_clip_model():
     return CLIP(embed_dim=32, image_resolution=32, vision_layers=1, vision_width=64, vision_patch_size=16,
                 context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1,
                 transformer_layers=1).eval()
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: a second OpenMP thread only adds contention (and is very slow when the cores
+    are shared with other work)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

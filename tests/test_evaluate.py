@@ -23,14 +23,8 @@ from tg_dfer.train import TrainConfig, fit, save_checkpoint
 PLANTED = dict(num_clips=48, num_classes=3, frames=8, dim=16, signal_frames=2, strength=0.6, num_folds=3,
                short_clips=0.3, seed=2)
 MODEL = dict(num_frames=8, heads=2, learnable_context=False)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

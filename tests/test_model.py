@@ -15,12 +15,7 @@ D, C, T = 32, 3, 8
 NAMES = ["happiness", "sadness", "fear"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: more threads only add contention
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_clip() -> CLIP:

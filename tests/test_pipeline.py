@@ -169,9 +169,10 @@ def test_dvc_repro_and_an_experiment_rerun_only_what_changed(tmp_path):
     and what follows, but not demo, prepare or text; a model param re-runs only train and evaluate."""
     project = tmp_path / "repo"
     ignore = shutil.ignore_patterns(".venv", "data", "models", "metrics", ".git", "__pycache__", "*.egg-info",
-                                    ".pytest_cache", "dvc.lock")
+                                    ".pytest_cache", "dvc.lock", "cache", "tmp")  # .dvc/cache and .dvc/tmp too
     shutil.copytree(REPO, project, ignore=ignore)
-    (project / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
+    # Three clips per class over two folds: every fold has training, validation and test clips.
+    (project / "params.yaml").write_text(yaml.safe_dump(tiny_params(**{"demo.clips_per_class": 3}), sort_keys=False))
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path), "DVC_NO_ANALYTICS": "1",
            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
            "GIT_COMMITTER_EMAIL": "t@t"}

@@ -14,16 +14,8 @@ from tg_dfer.train import (CheckpointError, ClipBank, TrainConfig, fit, fold_spl
 PLANTED = dict(num_clips=120, num_classes=4, frames=8, dim=32, signal_frames=2, strength=0.5, identity=0.2,
                num_folds=4, seed=1)
 MODEL = dict(num_frames=8, heads=2, learnable_context=False)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny tensors: a second OpenMP thread only adds contention (and is very slow when the cores
-    # are shared with other work).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import copy
 import os
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -25,6 +25,7 @@ from tg_dfer import __version__
 from tg_dfer.cache import FeatureCache, TextCache
 from tg_dfer.metrics import uar, war
 from tg_dfer.model import TGDFER, ModelConfig, PromptLearner, TextEncoder, build_model
+from tg_dfer.model.config import config_from_dict
 from tg_dfer.sampling import segment_indices
 
 CHECKPOINT_FORMAT = "tg-dfer/checkpoint/1"
@@ -74,11 +75,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown optimisation setting(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-        return cls(**values)
+        return config_from_dict(cls, values, "optimisation")
 
 
 # ------------------------------------------------------------------------------------- splitting

@@ -97,9 +97,13 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":
-        """Build from a mapping, refusing keys that are not fields (typos in params.yaml)."""
-        known = {field.name for field in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown model setting(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-        return cls(**values)
+        return config_from_dict(cls, values, "model")
+
+
+def config_from_dict(cls, values: dict[str, Any], what: str):
+    """Build dataclass ``cls`` from a mapping, refusing keys that are not fields (typos in params.yaml)."""
+    known = {field.name for field in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown {what} setting(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    return cls(**values)
