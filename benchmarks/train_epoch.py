@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=7)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=2, help="epochs timed per run; the fastest counts")
     args = parser.parse_args()
     torch.manual_seed(0)
     N, T, C, device = args.clips, args.frames, args.classes, args.device
@@ -68,9 +69,11 @@ def main() -> None:
     model = fresh_model()
     bank = ClipBank(cache, device)
     train_model(model, bank, labels, split, optim, progress=False)  # warm-up epoch
-    started = time.perf_counter()
-    train_model(model, bank, labels, split, optim, progress=False)
-    cached = time.perf_counter() - started
+    cached = float("inf")
+    for _ in range(args.repeats):  # the fastest of a few: other work on a shared machine only slows
+        started = time.perf_counter()
+        train_model(model, bank, labels, split, optim, progress=False)
+        cached = min(cached, time.perf_counter() - started)
 
     # The image encoder in the loop on the same clips.
     model = fresh_model().train()
@@ -78,18 +81,20 @@ def main() -> None:
                                 weight_decay=optim.weight_decay)
     y = torch.from_numpy(labels).to(device)
     mask = torch.ones(args.batch_size, T, dtype=torch.bool, device=device)
-    started = time.perf_counter()
-    order = rng.permutation(N)
-    for start in range(0, N, args.batch_size):
-        rows = order[start:start + args.batch_size]
-        batch = pixels[rows].reshape(-1, *pixels.shape[2:]).to(device)
-        with torch.no_grad():  # the image tower is frozen, as in the paper
-            x = encode_images(clip, batch).reshape(len(rows), T, D)
-        loss = F.cross_entropy(model(x, mask[: len(rows)]).logits, y[rows])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    in_loop = time.perf_counter() - started
+    in_loop = float("inf")
+    for _ in range(args.repeats):
+        started = time.perf_counter()
+        order = rng.permutation(N)
+        for start in range(0, N, args.batch_size):
+            rows = order[start:start + args.batch_size]
+            batch = pixels[rows].reshape(-1, *pixels.shape[2:]).to(device)
+            with torch.no_grad():  # the image tower is frozen, as in the paper
+                x = encode_images(clip, batch).reshape(len(rows), T, D)
+            loss = F.cross_entropy(model(x, mask[: len(rows)]).logits, y[rows])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        in_loop = min(in_loop, time.perf_counter() - started)
 
     result = {"clips": N, "frames": T, "batch_size": args.batch_size, "device": device,
               "threads": torch.get_num_threads(), "cached_epoch_s": round(cached, 3),
