@@ -26,7 +26,6 @@ MODEL = dict(num_frames=8, heads=2, learnable_context=False)
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-
 @pytest.fixture(scope="module")
 def planted():
     return planted_cache(**PLANTED)
