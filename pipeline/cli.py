@@ -13,7 +13,7 @@ import click
 
 from tg_dfer import __version__
 
-# command (and its module pipeline/<command>.py) -> the one-line help shown by `tg-dfer --help`
+# command (and its module pipeline/<command>.py, "-" spelt "_") -> the one-line help of `tg-dfer --help`
 COMMANDS = {
     "demo": "Render the demo dataset of synthetic face videos -> data/demo/videos/.",
     "prepare": "List a dataset's clips -> data/<dataset>/manifest.csv + classes.json.",
@@ -22,6 +22,9 @@ COMMANDS = {
     "text": "CLIP text embeddings of a prompt set -> data/text/<prompt_set>.h5.",
     "train": "Train TG-DFER on cached features, one fold -> models/<dataset>/fold<k>/.",
     "evaluate": "Metrics, predictions and plots of the trained folds -> metrics/<dataset>/.",
+    "ablate": "Queue the experiments of a paper ablation table (dvc exp run --queue) and start them.",
+    "report": "Markdown tables (and plots) of the ablation experiments -> report/<dataset>/.",
+    "check-metrics": "Compare reproduced metrics with the committed ones; fail beyond a tolerance.",
 }
 
 
@@ -34,8 +37,9 @@ class StageGroup(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in COMMANDS:
             return None
-        module = importlib.import_module(f"pipeline.{name}")
-        return getattr(module, name)
+        python_name = name.replace("-", "_")
+        module = importlib.import_module(f"pipeline.{python_name}")
+        return getattr(module, python_name)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, COMMANDS[name]) for name in self.list_commands(ctx)]
@@ -50,5 +54,6 @@ def main() -> None:
 
     The stages run in this order (`dvc repro` runs them all): demo, prepare, faces, embed, text,
     train, evaluate. Each reads the params.yaml section of its own name; `tg-dfer COMMAND --help`
-    says which files it reads and writes and which params it takes.
+    says which files it reads and writes and which params it takes. The other commands are tools
+    around the pipeline (ablation queues, reports, the reproduction check).
     """

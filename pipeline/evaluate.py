@@ -11,7 +11,7 @@ from pipeline.train import fold_dir, load_text_encoder, test_folds_for, train_se
 from tg_dfer.backbone import WeightsError, pick_device
 from tg_dfer.cache import SchemaError, read_features
 from tg_dfer.datasets.manifest import ManifestError
-from tg_dfer.evaluate import evaluate_folds, write_outputs
+from tg_dfer.evaluate import FrameSelection, evaluate_folds, write_outputs
 from tg_dfer.model import ModelConfig
 from tg_dfer.train import CheckpointError, load_checkpoint
 
@@ -38,13 +38,18 @@ def evaluate(params_path: str) -> None:
 
     \b
     Params:  evaluate.weights (best: chosen on validation | last: last epoch),
-             evaluate.batch_size, evaluate.device (auto | cpu | cuda); train.folds, dataset.name.
+             evaluate.batch_size, evaluate.device (auto | cpu | cuda); train.folds, dataset.name;
+             evaluate.frames (all | highest | lowest) with evaluate.frames_k: predict each clip
+             again from only its k highest- or lowest-influence frames (the paper's Table 6);
+             metrics.json then records frame_selection.
     """
     params = load_params(params_path)
     values = section(params, "evaluate", params_path)
     weights = require(values, "weights", str, "evaluate", choices=("best", "last"))
     batch_size = require(values, "batch_size", int, "evaluate", minimum=1)
     device_name = require(values, "device", str, "evaluate")
+    frames = FrameSelection(require(values, "frames", str, "evaluate", choices=("all", "highest", "lowest")),
+                            require(values, "frames_k", int, "evaluate", minimum=1))
     folds = train_settings(params, params_path)["folds"]
     try:
         device = pick_device(device_name)
@@ -67,7 +72,8 @@ def evaluate(params_path: str) -> None:
     if any(ModelConfig.from_dict(c["model_config"]).needs_text_encoder_at_inference for c in checkpoints.values()):
         encoder, _ = load_text_encoder(params, features, paths["features"], device)
     try:
-        predictions, metrics = evaluate_folds(checkpoints, features, test_fold, weights, encoder, device, batch_size)
+        predictions, metrics = evaluate_folds(checkpoints, features, test_fold, weights, encoder, device, batch_size,
+                                              frames)
     except ValueError as error:
         raise click.ClickException(f"{paths['features']}: {error}") from error
     metrics = {"dataset": name, **metrics}
@@ -75,6 +81,10 @@ def evaluate(params_path: str) -> None:
     write_outputs(out, predictions, metrics, {fold: c.get("history", []) for fold, c in checkpoints.items()})
     click.echo(f"evaluate: {name}, {len(folds)} fold(s), {metrics['clips']} labelled test clips: "
                f"UAR {metrics['uar']:.2f} +- {metrics['uar_std']:.2f}, WAR {metrics['war']:.2f} +- "
-               f"{metrics['war_std']:.2f} ({weights} weights) -> {out}/metrics.json")
+               f"{metrics['war_std']:.2f} ({weights} weights{_frames_note(frames)}) -> {out}/metrics.json")
     if metrics["random_clip_weights"]:
         click.echo(f"evaluate: WARNING: {metrics['warning']}", err=True)
+
+
+def _frames_note(frames: FrameSelection) -> str:
+    return "" if frames.mode == "all" else f", only the {frames.k} {frames.mode}-influence frames"

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from tg_dfer.cache import SchemaError, write_features, write_text
 from tg_dfer.datasets.manifest import ManifestRow, write_manifest
-from tg_dfer.evaluate import (PREDICTIONS_SCHEMA, PredictionSet, evaluate_folds, read_predictions, select_frames,
+from tg_dfer.evaluate import (PREDICTIONS_SCHEMA, FrameSelection, PredictionSet, evaluate_folds, read_predictions, select_frames,
                               write_outputs, write_predictions)
 from tg_dfer.metrics import uar, war
 from tg_dfer.synthetic import planted_cache
@@ -128,6 +128,29 @@ def test_evaluate_folds_metrics_and_predictions(planted, checkpoints):
     assert np.allclose(preds.probs.sum(1), 1, atol=1e-5)
 
 
+@pytest.mark.parametrize("mode", ["highest", "lowest"])
+def test_table6_inference_sees_only_the_k_selected_frames(planted, checkpoints, mode):
+    everything, _ = evaluate_folds(checkpoints, planted.features, planted.test_fold)
+    chosen, metrics = evaluate_folds(checkpoints, planted.features, planted.test_fold,
+                                     frames=FrameSelection(mode, 2))
+    assert chosen.clip_id == everything.clip_id
+    valid = (everything.frame_index >= 0).sum(1)
+    assert ((chosen.frame_index >= 0).sum(1) == np.minimum(valid, 2)).all()
+    expected = select_frames(everything.influence, 2, highest=mode == "highest")
+    assert np.array_equal(chosen.frame_index >= 0, expected)
+    assert np.array_equal(chosen.frame_index[expected], everything.frame_index[expected])
+    assert not np.allclose(chosen.probs, everything.probs)
+    assert metrics["frame_selection"] == {"mode": mode, "k": 2}
+    assert "test_picked" not in metrics  # the training history scored all frames
+
+
+def test_frame_selection_rejects_unknown_modes_and_k_below_one():
+    with pytest.raises(ValueError, match="all, highest or lowest"):
+        FrameSelection("middle", 2)
+    with pytest.raises(ValueError, match=">= 1"):
+        FrameSelection("highest", 0)
+
+
 def test_write_outputs_files(tmp_path, planted, checkpoints):
     preds, metrics = evaluate_folds(checkpoints, planted.features, planted.test_fold)
     written = write_outputs(tmp_path, preds, metrics, {fold: c["history"] for fold, c in checkpoints.items()})
@@ -151,7 +174,7 @@ def test_write_outputs_files(tmp_path, planted, checkpoints):
 # ------------------------------------------------------------------------------ the commands
 
 
-def make_project(root, planted, **train_changes):
+def make_project(root, planted, **changes):
     """A working directory with the files the train and evaluate stages read, and a params.yaml."""
     cache = planted.features
     write_features(root / "data" / "toy" / "features.h5", cache)
@@ -167,13 +190,14 @@ def make_project(root, planted, **train_changes):
              "optim": {"epochs": 2, "batch_size": 16, "lr": 0.01, "prompt_lr": 0.001, "momentum": 0.9,
                        "weight_decay": 0.0001, "milestones": [30, 40], "gamma": 0.1, "val_fraction": 0.1,
                        "select_metric": "uar", "seed": 0, "track_test": True, "eval_batch_size": 64}}
-    for key, value in train_changes.items():
+    evaluate = {"weights": "best", "batch_size": 64, "device": "cpu", "frames": "all", "frames_k": 4}
+    for key, value in changes.items():
         part, _, name = key.rpartition(".")
-        (train[part] if part else train)[name] = value
+        (evaluate if part == "evaluate" else train[part] if part else train)[name] = value
     params = {"dataset": {"name": "toy", "adapter": "csv", "root": "videos", "labels": ""},
               "clip": {"model": "ViT-B/32", "checkpoint": "random", "seed": 0, "device": "cpu"},
               "text": {"prompt_set": "toyprompts"}, "train": train,
-              "evaluate": {"weights": "best", "batch_size": 64, "device": "cpu"}}
+              "evaluate": evaluate}
     (root / "params.yaml").write_text(yaml.safe_dump(params))
 
 
@@ -212,11 +236,13 @@ def test_train_and_evaluate_commands(tmp_path, monkeypatch, planted):
     ({"optim.lr": "fast"}, "train.optim.lr must be"),
     ({"optim.val_fraction": 1.5}, "train.optim: val_fraction"),
     ({"folds": []}, "train.folds must be a non-empty list"),
+    ({"evaluate.frames": "middle"}, "evaluate.frames must be one of all, highest, lowest"),
+    ({"evaluate.frames_k": 0}, "evaluate.frames_k must be >= 1"),
 ])
 def test_bad_params_are_named_before_any_work(tmp_path, monkeypatch, planted, change, message):
     monkeypatch.chdir(tmp_path)
     make_project(tmp_path, planted, **change)
-    result = run("train", "--fold", "1", "--no-progress")
+    result = run(*(["evaluate"] if "evaluate." in next(iter(change)) else ["train", "--fold", "1", "--no-progress"]))
     assert result.exit_code != 0 and message in result.output, result.output
     assert not (tmp_path / "models").exists()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -192,6 +193,29 @@ def test_dvc_repro_and_an_experiment_rerun_only_what_changed(tmp_path):
     assert (project / "metrics/demo/metrics.json").is_file()
     sh("git", "add", "-A")
     sh("git", "commit", "-qm", "repro")
+    tg_dfer = str(Path(sys.executable).parent / "tg-dfer")
+    assert "ok" in sh(tg_dfer, "check-metrics")
+
+    # Ablations from the cache: a Table 5 setting re-runs train and evaluate, Table 6 ones evaluate only.
+    sh(tg_dfer, "ablate", "5", "6", "--only", "t5-window2-stride2", "--only", "t6-highest1", "--only", "t6-lowest1",
+       "--wait")
+    logs = {name: sh(dvc, "queue", "logs", name) for name in ("t5-window2-stride2", "t6-highest1")}
+    assert "Running stage 'train@1'" in logs["t5-window2-stride2"]
+    assert "Running stage 'train@1'" not in logs["t6-highest1"] and "Running stage 'evaluate'" in logs["t6-highest1"]
+    for log in logs.values():
+        for stage in ("demo", "prepare", "faces", "embed", "text"):
+            assert f"Running stage '{stage}'" not in log
+    shown = json.loads(sh(dvc, "exp", "show", "--json"))
+    columns = shown[1]["experiments"][0]["revs"][0]["data"]
+    assert {"uar", "war"} <= set(columns["metrics"]["metrics/demo/metrics.json"]["data"])
+    assert "frames_k" in columns["params"]["params.yaml"]["data"]["evaluate"]
+    assert "5 of 17 settings have results" in sh(tg_dfer, "report", "--table", "5", "--table", "6")
+    report = (project / "report/demo/ablations.md").read_text()
+    for name in ("t5-window2-stride2", "t6-highest1", "t6-lowest1"):
+        row = next(line for line in report.splitlines() if f"`{name}`" in line)
+        assert "not run" not in row, row
+    assert (project / "report/demo/table6.png").is_file()
+
     experiment = sh(dvc, "exp", "run", "-S", "faces.detector=none")
     assert "Running stage 'faces'" in experiment and "Running stage 'embed'" in experiment
     for stage in ("demo", "prepare", "text"):
@@ -202,3 +226,6 @@ def test_dvc_repro_and_an_experiment_rerun_only_what_changed(tmp_path):
     assert "Running stage 'train@1'" in model_change and "Running stage 'evaluate'" in model_change
     for stage in ("demo", "prepare", "faces", "embed", "text"):
         assert f"Running stage '{stage}'" not in model_change
+    # The workspace now holds the last experiment's results: the reproduction check must fail.
+    changed = subprocess.run([tg_dfer, "check-metrics"], cwd=project, env=env, capture_output=True, text=True)
+    assert changed.returncode == 1 and "DIFFERS" in changed.stdout, changed.stdout + changed.stderr

@@ -175,9 +175,34 @@ def select_frames(influence: np.ndarray, k: int, highest: bool = True) -> np.nda
     return valid & (ranks < k)
 
 
+@dataclass(frozen=True)
+class FrameSelection:
+    """Inference on only the ``k`` frames of highest (or lowest) influence of each clip (Table 6).
+
+    The influence is that of the class predicted from all frames; the clip is then predicted again
+    from the selected frames alone.
+    """
+
+    mode: str = "all"  # all | highest | lowest
+    k: int = 4
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("all", "highest", "lowest"):
+            raise ValueError(f"frame selection must be all, highest or lowest, got {self.mode!r}")
+        if self.k < 1:
+            raise ValueError(f"the number of selected frames must be >= 1, got {self.k}")
+
+    def describe(self) -> dict[str, Any] | None:
+        return None if self.mode == "all" else {"mode": self.mode, "k": self.k}
+
+
+ALL_FRAMES = FrameSelection()
+
+
 def predict_fold(checkpoint: dict[str, Any], features: FeatureCache, rows: np.ndarray, fold: int,
                  which: str = "best", encoder: TextEncoder | None = None, device: str = "cpu",
-                 batch_size: int = 256, bank: ClipBank | None = None) -> PredictionSet:
+                 batch_size: int = 256, bank: ClipBank | None = None,
+                 frames: FrameSelection = ALL_FRAMES) -> PredictionSet:
     """Predictions of one fold's model (``best`` or ``last`` weights) on cache ``rows``."""
     names = features.class_names
     if checkpoint["class_names"] != names:
@@ -190,6 +215,9 @@ def predict_fold(checkpoint: dict[str, Any], features: FeatureCache, rows: np.nd
     bank = bank or ClipBank(features, device)
     rows = np.asarray(rows, dtype=np.int64)
     out = predict(model, bank, rows, features.label, batch_size)
+    if frames.mode != "all":
+        masks = select_frames(out.influence, frames.k, highest=frames.mode == "highest")
+        out = predict(model, bank, rows, features.label, batch_size, masks=masks)
     return PredictionSet(
         clip_id=[features.clip_id[row] for row in rows],
         label=features.label[rows].astype(np.int64),
@@ -225,10 +253,11 @@ def _mean_std(per_fold: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def evaluate_folds(checkpoints: dict[int, dict[str, Any]], features: FeatureCache, test_fold: np.ndarray,
                    which: str = "best", encoder: TextEncoder | None = None, device: str = "cpu",
-                   batch_size: int = 256) -> tuple[PredictionSet, dict[str, Any]]:
+                   batch_size: int = 256, frames: FrameSelection = ALL_FRAMES) -> tuple[PredictionSet, dict[str, Any]]:
     """Predict every fold's test clips with its own model; return the predictions and metrics.json content.
 
-    ``test_fold`` (N,) aligns with the cache rows. The second return value is the metrics
+    ``test_fold`` (N,) aligns with the cache rows. ``frames`` restricts inference to each clip's
+    k highest- or lowest-influence frames (Table 6), for both the reported and the extra weights. The second return value is the metrics
     dictionary (see the module docstring); its ``confusion`` key holds the count matrices.
     """
     if which not in ("best", "last"):
@@ -242,13 +271,13 @@ def evaluate_folds(checkpoints: dict[int, dict[str, Any]], features: FeatureCach
         rows = np.flatnonzero(test_fold == fold)
         if not len(rows):
             raise ValueError(f"fold {fold} has no test clips in the features")
-        part = predict_fold(checkpoint, features, rows, fold, which, encoder, device, batch_size, bank)
+        part = predict_fold(checkpoint, features, rows, fold, which, encoder, device, batch_size, bank, frames)
         parts.append(part)
         fold_report = report(part.label, part.pred, names)
         fold_report["epoch"] = int(checkpoint["best_epoch"] if which == "best" else checkpoint["epochs"])
         fold_reports[str(fold)] = fold_report
         other = "last" if which == "best" else "best"
-        other_part = predict_fold(checkpoint, features, rows, fold, other, encoder, device, batch_size, bank)
+        other_part = predict_fold(checkpoint, features, rows, fold, other, encoder, device, batch_size, bank, frames)
         other_report = report(other_part.label, other_part.pred, names)
         epoch = int(checkpoint["epochs"] if other == "last" else checkpoint["best_epoch"])
         last[str(fold)] = {"uar": other_report["uar"], "war": other_report["war"], "epoch": epoch}
@@ -271,7 +300,9 @@ def evaluate_folds(checkpoints: dict[int, dict[str, Any]], features: FeatureCach
         ("last_epoch" if which == "best" else "best_on_validation"): _mean_std(last),
         "random_clip_weights": random_weights,
     }
-    if picked:
+    if frames.describe():
+        metrics["frame_selection"] = frames.describe()
+    if picked and frames.mode == "all":  # the training history scored all frames: no Table 6 counterpart
         metrics["test_picked"] = {"note": TEST_PICKED_NOTE, **_mean_std(picked)}
     if random_weights:
         metrics["warning"] = RANDOM_WEIGHTS_WARNING
