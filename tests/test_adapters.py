@@ -56,7 +56,8 @@ def dfew_tree(root: Path, variant: str, split_spelling: str = "-", header: bool 
             names = tests[fold] if part == "test" else [clip for clip in labels if clip not in tests[fold]]
             # The official CSVs store plain numbers: no zero padding.
             rows = (["video_name,label"] if header else []) + [f"{int(clip)},{labels[clip]}" for clip in names]
-            write_lines(root / "EmoLabel_DataSplit" / f"{part}(single{split_spelling}labeled)" / f"set_{fold}.csv", rows)
+            folder = root / "EmoLabel_DataSplit" / f"{part}(single{split_spelling}labeled)"
+            write_lines(folder / f"set_{fold}.csv", rows)
     for clip in labels:
         if variant == "frames":
             frame_folder(root / "Clip/clip_224x224" / clip, clip)
