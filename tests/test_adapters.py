@@ -39,6 +39,16 @@ def write_lines(path: Path, lines: list[str]) -> Path:
     return path
 
 
+def write_clips(folder: Path, clips, variant: str) -> None:
+    """A frame folder or a few-byte video file per clip."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for clip in clips:
+        if variant == "frames":
+            frame_folder(folder / clip, clip)
+        else:
+            (folder / f"{clip}.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
+
+
 def five_folds(clips: list[str]) -> dict[int, list[str]]:
     """Test clips of each fold: a round-robin partition."""
     return {fold: clips[fold - 1::len(FOLDS)] for fold in FOLDS}
@@ -58,12 +68,7 @@ def dfew_tree(root: Path, variant: str, split_spelling: str = "-", header: bool 
             rows = (["video_name,label"] if header else []) + [f"{int(clip)},{labels[clip]}" for clip in names]
             folder = root / "EmoLabel_DataSplit" / f"{part}(single{split_spelling}labeled)"
             write_lines(folder / f"set_{fold}.csv", rows)
-    for clip in labels:
-        if variant == "frames":
-            frame_folder(root / "Clip/clip_224x224" / clip, clip)
-        else:
-            (root / "Clip/original").mkdir(parents=True, exist_ok=True)
-            (root / "Clip/original" / f"{clip}.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    write_clips(root / ("Clip/clip_224x224" if variant == "frames" else "Clip/original"), labels, variant)
     return labels
 
 
@@ -245,12 +250,7 @@ def mafw_tree(root: Path, variant: str, classes: list[str]) -> dict[str, str]:
         write_lines(splits / f"set_{fold}/test.txt", [f"{clip}.mp4 {labels[clip]}" for clip in tests[fold]])
         write_lines(splits / f"set_{fold}/train.txt",
                     [f"{clip}.mp4 {labels[clip]}" for clip in labels if clip not in tests[fold]])
-    for clip in labels:
-        if variant == "frames":
-            frame_folder(root / "data/frames" / clip, clip)
-        else:
-            (root / "data/clips").mkdir(parents=True, exist_ok=True)
-            (root / "data/clips" / f"{clip}.mp4").write_bytes(b"\x00")
+    write_clips(root / ("data/frames" if variant == "frames" else "data/clips"), labels, variant)
     return labels
 
 
