@@ -158,7 +158,7 @@ def test_dfew_disagreeing_labels_and_uncovered_clips_are_errors(tmp_path):
     with pytest.raises(ManifestError, match=re.escape(f"{train}, line 2: clip '{int(clip):05d}' is labelled ")):
         build_manifest("dfew", tmp_path, load_prompt_set("dfew"), {})
     write_lines(train, lines[:1] + lines[2:])
-    with pytest.raises(ManifestError, match=r"fold 4 names clip .* in neither its train nor its test list"):
+    with pytest.raises(ManifestError, match=r"is in neither the train nor the test list of fold 4"):
         build_manifest("dfew", tmp_path, load_prompt_set("dfew"), {})
     assert len(labels) == 10
 
@@ -170,6 +170,13 @@ def test_dfew_missing_split_file_and_wrong_clip_folder(tmp_path):
     (tmp_path / "EmoLabel_DataSplit/test(single-labeled)/set_5.csv").unlink()
     with pytest.raises(ManifestError, match=r"set_5.csv: split list not found"):
         build_manifest("dfew", tmp_path, load_prompt_set("dfew"), {})
+
+
+@pytest.mark.parametrize("clips", ["/elsewhere", "../DFEW"])
+def test_clip_folder_outside_the_root_is_a_param_error(tmp_path, clips):
+    dfew_tree(tmp_path, "frames")
+    with pytest.raises(ManifestError, match=r"params: dataset.clips must be a folder inside dataset.root"):
+        build_manifest("dfew", tmp_path, load_prompt_set("dfew"), {"clips": clips})
 
 
 def test_no_listed_clip_found_is_an_error_not_an_empty_manifest(tmp_path):

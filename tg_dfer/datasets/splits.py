@@ -64,8 +64,9 @@ class SplitOptions:
         folders = {}
         for key, default in (("splits", layout.splits), ("clips", layout.clips[variant])):
             value = options.get(key) or default
-            if not isinstance(value, str):
-                raise ManifestError(f"params: dataset.{key} must be a path (relative to dataset.root), got {value!r}")
+            if not isinstance(value, str) or Path(value).is_absolute() or ".." in Path(value).parts:
+                raise ManifestError(f"params: dataset.{key} must be a folder inside dataset.root, given relative "
+                                    f"to it, got {value!r}")
             folders[key] = root / value
             if not folders[key].is_dir():
                 raise ManifestError(f"{folders[key]}: folder not found (dataset.{key}, default {default!r} under "
@@ -160,9 +161,9 @@ def assign_folds(folds: dict[int, tuple[list[Entry], list[Entry]]],
         named = {entry.clip_id for entry in (*train, *test)}
         absent = [clip for clip in first if clip not in named]
         if absent:
-            raise ManifestError(f"fold {fold} names clip {absent[0]!r} (listed at {first[absent[0]].where}) in "
-                                f"neither its train nor its test list ({len(absent)} such clips); every fold must "
-                                "split the same clips")
+            raise ManifestError(f"clip {absent[0]!r} (listed at {first[absent[0]].where}) is in neither the train "
+                                f"nor the test list of fold {fold} ({len(absent)} such clips); every fold must split "
+                                "the same clips")
     return {clip: (entry.label, test_fold.get(clip, (0, entry))[0]) for clip, entry in first.items()}
 
 
