@@ -16,7 +16,7 @@ from tg_dfer import __version__
 # command (and its module pipeline/<command>.py, "-" spelt "_") -> the one-line help of `tg-dfer --help`
 COMMANDS = {
     "demo": "Render the demo dataset of synthetic face videos -> data/demo/videos/.",
-    "prepare": "List a dataset's clips -> data/<dataset>/manifest.csv + classes.json.",
+    "prepare": "List a dataset's clips -> data/<dataset>/manifest.csv, classes.json, prepare_report.json.",
     "faces": "Decode, sample, detect and crop faces -> data/<dataset>/faces.h5.",
     "embed": "CLIP image embeddings of the crops -> data/<dataset>/features.h5.",
     "text": "CLIP text embeddings of a prompt set -> data/text/<prompt_set>.h5.",

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Sequence
 
 COLUMNS = ("clip_id", "path", "label", "test_fold")
+REPORT_SCHEMA = "tg-dfer/prepare-report/1"
 
 
 class ManifestError(Exception):
@@ -28,10 +29,23 @@ class ManifestRow:
     test_fold: int
 
 
+@dataclass(frozen=True)
+class MissingClip:
+    """A clip that a dataset's split files name but its data lacks (left out of the manifest)."""
+
+    clip_id: str
+    path: str
+    label: int
+    test_fold: int
+    reason: str
+
+
 @dataclass
 class Manifest:
     rows: list[ManifestRow]
     class_names: list[str]
+    missing: list[MissingClip] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)  # the label or split files read
 
     @property
     def folds(self) -> list[int]:
@@ -63,6 +77,26 @@ def write_manifest(folder: str | Path, rows: Iterable[ManifestRow], class_names:
             writer.writerow((row.clip_id, row.path, row.label, row.test_fold))
     (folder / "classes.json").write_text(json.dumps(manifest.class_names, indent=1) + "\n", encoding="utf-8")
     return manifest
+
+
+def write_report(path: str | Path, adapter: str, root: str | Path, manifest: Manifest) -> dict:
+    """Write ``prepare_report.json``: what was read and which listed clips the data lacks."""
+    missing_by_fold: dict[str, int] = {}
+    for clip in manifest.missing:
+        missing_by_fold[str(clip.test_fold)] = missing_by_fold.get(str(clip.test_fold), 0) + 1
+    report = {
+        "schema": REPORT_SCHEMA,
+        "adapter": adapter,
+        "root": str(root),
+        "sources": list(manifest.sources),
+        "listed": len(manifest.rows) + len(manifest.missing),
+        "kept": len(manifest.rows),
+        "missing": len(manifest.missing),
+        "missing_by_test_fold": dict(sorted(missing_by_fold.items(), key=lambda item: int(item[0]))),
+        "missing_clips": [asdict(clip) for clip in manifest.missing],
+    }
+    Path(path).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    return report
 
 
 def validate(manifest: Manifest, where: str) -> None:
