@@ -9,7 +9,7 @@ import click
 
 from pipeline.dvc_tools import run_tool
 from pipeline.params import DEFAULT_PARAMS, dataset_paths, load_params
-from tg_dfer.metrics import compare_numbers
+from tg_dfer.compare import compare_numbers
 
 DEFAULT_TOLERANCE = 0.5
 

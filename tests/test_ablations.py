@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from pipeline.cli import main
 from tg_dfer.ablations import (TABLES, apply_overrides, changed_overrides, collect_runs, fill_table,
                                override_arguments, plot_table, render_markdown)
-from tg_dfer.metrics import compare_numbers
+from tg_dfer.compare import compare_numbers
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
