@@ -29,6 +29,14 @@ def test_every_override_names_an_existing_param_and_names_are_unique():
     assert len(TABLES[3].settings) == 12  # text prompt x context x visual prompt
 
 
+def test_the_ablation_docs_list_every_experiment():
+    docs = (REPO / "docs" / "ablations.md").read_text()
+    for table in TABLES.values():
+        assert f"### Table {table.number}: {table.title}" in docs
+        for setting in table.settings:
+            assert f"`{setting.name}`" in docs, setting.name
+
+
 def test_overrides_refuse_unknown_keys_and_spell_values_for_dvc():
     with pytest.raises(KeyError, match="train.model.windw"):
         apply_overrides(PARAMS, {"train.model.windw": 2})

@@ -77,7 +77,7 @@ def _table5() -> Table:
 
 
 def _table6() -> Table:
-    settings = [Setting("t6-all", ("all", "16"), {"evaluate.frames": "all"})]
+    settings = [Setting("t6-all", ("all", "all"), {"evaluate.frames": "all"})]
     settings += [Setting(f"t6-{mode}{k}", (mode, str(k)), {"evaluate.frames": mode, "evaluate.frames_k": k})
                  for mode, k in product(("highest", "lowest"), (1, 2, 4, 8))]
     return Table(6, "Inference on only the k frames of highest or lowest influence", ("frames", "k"),
