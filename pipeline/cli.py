@@ -22,6 +22,8 @@ COMMANDS = {
     "text": "CLIP text embeddings of a prompt set -> data/text/<prompt_set>.h5.",
     "train": "Train TG-DFER on cached features, one fold -> models/<dataset>/fold<k>/.",
     "evaluate": "Metrics, predictions and plots of the trained folds -> metrics/<dataset>/.",
+    "export": "Bundle trained folds into one model file -> exports/<dataset>.pt.",
+    "predict": "Run a model file on new videos -> probabilities, frame influence, figures.",
 }
 
 
@@ -50,5 +52,6 @@ def main() -> None:
 
     The stages run in this order (`dvc repro` runs them all): demo, prepare, faces, embed, text,
     train, evaluate. Each reads the params.yaml section of its own name; `tg-dfer COMMAND --help`
-    says which files it reads and writes and which params it takes.
+    says which files it reads and writes and which params it takes. Tools outside DVC: export
+    (trained folds -> one model file) and predict (a model file on your own videos).
     """
