@@ -143,10 +143,7 @@ def predict(model_path: str, inputs: tuple[str, ...], out_path: str, fmt: str, f
     try:
         model = load_model_file(model_path)
         device = pick_device(device)
-        checkpoint = clip_checkpoint
-        if checkpoint is None:
-            recorded = model.clip.get("source", "")
-            checkpoint = "random" if model.clip["random_weights"] else (recorded if Path(recorded).is_file() else None)
+        checkpoint = clip_checkpoint or model.clip_checkpoint()
         loaded = load_clip(model.clip["model"], checkpoint, device, int(model.clip.get("seed", 0)))
         predictor = Predictor(model, loaded, device, batch_size, with_face_only=not predict_faceless)
         make_detector(model.detector, device=device)  # fail on a missing detector before any clip is read
@@ -160,7 +157,7 @@ def predict(model_path: str, inputs: tuple[str, ...], out_path: str, fmt: str, f
     found = faces_in_threads(items, lambda: make_detector(model.detector, device=device), model.policy, workers,
                              float(model.payload["faces"].get("decode_timeout", 120)), window)
     with tqdm(total=len(items), desc="predict", unit="clip", disable=not progress, file=sys.stderr) as bar:
-        videos = predictor.run(found, progress=bar.update)
+        videos = predictor.run(found, progress=bar.update, keep_crops=figure_dir is not None)
 
     names = model.class_names
     random_weights = bool(model.clip["random_weights"])

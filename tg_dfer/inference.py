@@ -17,6 +17,7 @@ from __future__ import annotations
 import glob
 import os
 import threading
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -32,8 +33,8 @@ from tg_dfer.embedding import PendingClip, encode_pending, pending_clip
 from tg_dfer.faces import CropPolicy, crop_clip, decode_image, guarded
 from tg_dfer.model import ModelConfig, TextEncoder
 from tg_dfer.sampling import segment_indices, subsample
-from tg_dfer.train import ClipBank, model_from_checkpoint, predict
-from tg_dfer.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, Clip, ClipInfo, open_clip
+from tg_dfer.train import CHECKPOINT_FORMAT, ClipBank, load_payload, model_from_checkpoint, predict
+from tg_dfer.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, Clip, ClipInfo, VideoError, open_clip
 
 MODEL_FORMAT = "tg-dfer/model/1"
 PREDICTED = ("ok", "partial")  # face statuses that get a prediction (no_face too when asked)
@@ -115,6 +116,14 @@ class ModelFile:
         fields = {key: value for key, value in self.payload["faces"].items() if key in CropPolicy.__dataclass_fields__}
         return replace(CropPolicy(**fields), sampling="centre")
 
+    def clip_checkpoint(self) -> str | None:
+        """Where to load CLIP from by default: random weights again, the file used at export when
+        it is still there, else (None) the clip package's cache file."""
+        if self.clip["random_weights"]:
+            return "random"
+        source = self.clip.get("source", "")
+        return source if source and Path(source).is_file() else None
+
     @property
     def detector(self) -> str:
         return self.payload["faces"]["detector"]
@@ -138,18 +147,9 @@ class ModelFile:
 
 def load_model_file(path: str | Path) -> ModelFile:
     """Read a model file with ``weights_only=True`` (no code runs) and check its format."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{path}: no such model file (make one with `tg-dfer export`)")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several unrelated types for foreign files
-        raise ModelFileError(f"{path}: not a readable model file ({error})") from error
-    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
-        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        hint = " (a fold checkpoint: bundle it with `tg-dfer export`)" if found == "tg-dfer/checkpoint/1" else ""
-        raise ModelFileError(f"{path}: format {found!r}, expected {MODEL_FORMAT}{hint}")
-    return ModelFile(path, sha256_file(path), payload)
+    payload = load_payload(path, MODEL_FORMAT, ModelFileError, "model file", "make one with `tg-dfer export`",
+                           {CHECKPOINT_FORMAT: "a fold checkpoint: bundle it with `tg-dfer export`"})
+    return ModelFile(Path(path), sha256_file(path), payload)
 
 
 def check_clip(model: ModelFile, loaded: LoadedClip) -> None:
@@ -311,7 +311,9 @@ def faces_of(item: InputItem, detector, policy: CropPolicy, timeout: float | Non
             bounds = window_bounds(clip.info.num_frames, clip.info.fps, *window)
             try:
                 records = crop_windows(clip, item.name, bounds, detector, policy)
-            except Exception as error:  # decoding the windows failed; the whole-clip prediction stands
+            except VideoError as error:  # the whole-clip prediction stands
+                result.window_error = str(error)
+            except Exception as error:  # one bad clip must not lose the work on the others
                 result.window_error = f"{item.path}: {type(error).__name__}: {error}"
             else:
                 result.windows = [(start, stop, record) for (start, stop), record in zip(bounds, records)]
@@ -335,7 +337,13 @@ def faces_in_threads(items: list[InputItem], make_detector: Callable[[], Any], p
         yield from map(work, items)
         return
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="faces") as pool:
-        yield from pool.map(work, items)
+        running: deque = deque()
+        for item in items:
+            running.append(pool.submit(work, item))
+            if len(running) >= 4 * workers:  # bounded look-ahead: results wait in memory for the consumer
+                yield running.popleft().result()
+        while running:
+            yield running.popleft().result()
 
 
 # ------------------------------------------------------------------------------------ prediction
@@ -413,14 +421,18 @@ class Predictor:
         influence = np.take_along_axis(scores, pred[:, None, None], axis=2)[..., 0]  # (N, T)
         return probs, influence, outs[0].frame_index
 
-    def run(self, faces: Iterable[ClipFaces], progress: Callable[[int], None] | None = None) -> list[VideoPrediction]:
-        """Embed the crops of every predictable clip and window in batches across clips, then classify."""
+    def run(self, faces: Iterable[ClipFaces], progress: Callable[[int], None] | None = None,
+            keep_crops: bool = False) -> list[VideoPrediction]:
+        """Embed the crops of every predictable clip and window in batches across clips, then classify.
+
+        Only small per-clip facts are kept between the two steps (the crops of the frames seen
+        too with ``keep_crops``, for figures), so a folder of many clips fits in memory.
+        """
         F = self.model.frames_per_clip
-        units: list[tuple[FaceRecord, PendingClip | None]] = []
-        videos: list[tuple[ClipFaces, list[int]]] = []
+        units: list[_Unit] = []
+        videos: list[tuple] = []  # (item, fps, num_frames, window bounds, window error, unit rows)
         pending: list[PendingClip] = []
         features: dict[int, np.ndarray] = {}
-
         waiting = 0  # inputs whose crops wait in ``pending``: progress counts embedded inputs
 
         def flush() -> None:
@@ -435,17 +447,19 @@ class Predictor:
         for found in faces:
             unit_rows = []
             for record in [found.record] + [record for _, _, record in found.windows]:
-                row = len(units)
-                clip = None
+                unit = _Unit(record.status, record.reason)
                 if record.status in self.predictable:
-                    clip = pending_clip(str(row), -1, record.crops, record.frame_index, record.score,
+                    clip = pending_clip(str(len(units)), -1, record.crops, record.frame_index, record.score,
                                         record.source_frames, self.positions, 1, 0, self.loaded.input_resolution)
                     pending.append(clip)
-                units.append((record, clip))
-                unit_rows.append(row)
+                    unit = _Unit(record.status, record.reason, clip.valid, clip.frame_index, clip.face_score,
+                                 [record.crops[int(p)] for p in self.positions] if keep_crops else [])
+                unit_rows.append(len(units))
+                units.append(unit)
                 if sum(item.pixels.shape[0] for item in pending) >= self.batch_size:
                     flush()
-            videos.append((found, unit_rows))
+            bounds = [(start, stop) for start, stop, _ in found.windows]
+            videos.append((found.item, found.fps, found.num_frames, bounds, found.window_error, unit_rows))
             if pending:
                 waiting += 1
             elif progress:
@@ -455,27 +469,36 @@ class Predictor:
         done = sorted(features)
         results: dict[int, UnitPrediction] = {}
         if done:
-            stacked = np.stack([features[row] for row in done])  # (N, F, D)
-            valid = np.array([units[row][1].valid for row in done])
-            probs, influence, positions = self.classify(stacked, valid)
+            stacked = np.stack([features.pop(row) for row in done])  # (N, F, D)
+            probs, influence, positions = self.classify(stacked, np.array([units[row].valid for row in done]))
             for i, row in enumerate(done):
-                record, clip = units[row]
-                seen = positions[i] >= 0
-                picked = positions[i][seen]
-                results[row] = UnitPrediction(
-                    record.status, record.reason, probs[i], clip.frame_index[picked].astype(np.int64),
-                    influence[i][seen], clip.face_score[picked],
-                    [record.crops[int(self.positions[p])] for p in picked])
-        for row, (record, _) in enumerate(units):
+                unit = units[row]
+                picked = positions[i][positions[i] >= 0]
+                results[row] = UnitPrediction(unit.status, unit.reason, probs[i], unit.frame_index[picked].astype(np.int64),
+                                              influence[i][positions[i] >= 0], unit.face_score[picked],
+                                              [unit.crops[int(p)] for p in picked] if unit.crops else [])
+        for row, unit in enumerate(units):
             if row not in results:
-                reason = record.reason if record.status == "failed" else f"{record.reason}; not predicted without a face"
-                results[row] = UnitPrediction(record.status, reason)
+                reason = unit.reason if unit.status == "failed" else f"{unit.reason}; not predicted without a face"
+                results[row] = UnitPrediction(unit.status, reason)
         out = []
-        for found, rows in videos:
-            windows = [(start, stop, results[row]) for (start, stop, _), row in zip(found.windows, rows[1:])]
-            out.append(VideoPrediction(found.item.name, str(found.item.path) if found.item.path else None, found.fps,
-                                       found.num_frames, results[rows[0]], windows, found.window_error))
+        for item, fps, num_frames, bounds, window_error, rows in videos:
+            windows = [(start, stop, results[row]) for (start, stop), row in zip(bounds, rows[1:])]
+            out.append(VideoPrediction(item.name, str(item.path) if item.path else None, fps, num_frames,
+                                       results[rows[0]], windows, window_error))
         return out
+
+
+@dataclass
+class _Unit:
+    """What :meth:`Predictor.run` keeps of a clip or window while the others are embedded. F frames."""
+
+    status: str
+    reason: str
+    valid: int = 0
+    frame_index: np.ndarray | None = None  # (F,) source frames embedded
+    face_score: np.ndarray | None = None  # (F,)
+    crops: list[bytes] = field(default_factory=list)  # (F,) encoded crops of the embedded frames, for figures
 
 
 # --------------------------------------------------------------------------------------- records

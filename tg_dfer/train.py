@@ -446,19 +446,30 @@ def _learner_texts(config: ModelConfig, text: TextCache) -> list[str]:
     return list(text.descriptor_prompts if descriptors else text.class_prompts)
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint with ``weights_only=True`` (no code runs) and check its format."""
+def load_payload(path: str | Path, expected: str, error_type: type[Exception], what: str, missing: str,
+                 hints: dict[str, str] | None = None) -> dict[str, Any]:
+    """A ``torch.save`` file of tensors and plain containers whose ``format`` key is ``expected``.
+
+    Read with ``weights_only=True``, so no code runs. Errors are ``error_type`` naming the file;
+    ``missing`` says how to make it, ``hints`` what to do with a file of another known format.
+    """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint (run the train stage for this fold)")
+        raise error_type(f"{path}: no such {what} ({missing})")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several unrelated types for foreign files
-        raise CheckpointError(f"{path}: not a readable checkpoint ({error})") from error
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise error_type(f"{path}: not a readable {what} ({error})") from error
+    if not isinstance(payload, dict) or payload.get("format") != expected:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise CheckpointError(f"{path}: format {found!r}, expected {CHECKPOINT_FORMAT}")
+        hint = (hints or {}).get(found)
+        raise error_type(f"{path}: format {found!r}, expected {expected}" + (f" ({hint})" if hint else ""))
     return payload
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True`` (no code runs) and check its format."""
+    return load_payload(path, CHECKPOINT_FORMAT, CheckpointError, "checkpoint", "run the train stage for this fold")
 
 
 def model_from_checkpoint(checkpoint: dict[str, Any], which: str = "best", encoder: TextEncoder | None = None,
