@@ -116,7 +116,8 @@ def _csv_text(records: list[dict], class_names: list[str]) -> str:
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda (CLIP, face detector, model).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
               help="Face crops per CLIP forward pass and clips per model pass, across videos.")
-@click.option("--workers", type=click.IntRange(min=1), default=min(4, os.cpu_count() or 1), show_default=True,
+@click.option("--workers", type=click.IntRange(min=1), default=min(4, os.cpu_count() or 1),
+              show_default="min(4, CPU cores)",
               help="Threads decoding videos and detecting faces while CLIP embeds.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on standard error.")
 def predict(model_path: str, inputs: tuple[str, ...], out_path: str, fmt: str, figure_dir: str | None,

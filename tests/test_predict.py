@@ -210,3 +210,12 @@ def test_stream_decodes_many_frames_in_one_pass_as_read_does(tmp_path):
     some = wanted[::10]
     assert np.array_equal(np.stack([frame for index, frame in streamed if index in set(some.tolist())]),
                           clip.read(some, max_side=32))
+
+
+def test_faceless_clips_are_predicted_only_when_asked(project, media):
+    result = cli("predict", str(project / "exports/demo.pt"), str(media / "pyfeat" / "no_face.mp4"),
+                 "--predict-faceless", "--strict", "--no-progress")
+    assert result.exit_code == 0, result.stderr
+    video = json.loads(result.stdout)["videos"][0]
+    assert video["status"] == "no_face" and video["predicted"]
+    assert all(frame["face_score"] == 0 for frame in video["frames"])
