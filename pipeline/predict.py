@@ -35,10 +35,11 @@ def _slug(name: str, taken: set[str]) -> str:
 
 
 def _frame_labels(video: VideoPrediction) -> list[str]:
+    """Time (or frame number) under each crop; frames whose crop was interpolated say they had no face."""
     unit = video.clip
-    if video.fps > 0:
-        return [f"{index / video.fps:.2f} s" for index in unit.frame_index]
-    return [f"frame {index}" for index in unit.frame_index]
+    when = ([f"{index / video.fps:.2f} s" for index in unit.frame_index] if video.fps > 0
+            else [f"frame {index}" for index in unit.frame_index])
+    return [label if score > 0 else f"{label}, no face" for label, score in zip(when, unit.face_score)]
 
 
 def _title(video: VideoPrediction, class_names: list[str], random_weights: bool) -> str:
