@@ -201,7 +201,7 @@ def test_window_bounds_cover_the_clip(frames, fps, seconds, hop, expected):
 
 
 
-def test_stream_decodes_many_frames_in_one_pass_as_read_does(tmp_path):
+def test_stream_and_read_decode_more_frames_than_one_select_expression_takes(tmp_path):
     write_video(tmp_path / "long.mp4", numbered_frames(240, 48, 64))
     clip = open_clip(tmp_path / "long.mp4")
     wanted = np.arange(3, 240, 2)  # 119 frames: more than one select expression of ffmpeg takes
@@ -210,6 +210,7 @@ def test_stream_decodes_many_frames_in_one_pass_as_read_does(tmp_path):
     some = wanted[::10]
     assert np.array_equal(np.stack([frame for index, frame in streamed if index in set(some.tolist())]),
                           clip.read(some, max_side=32))
+    assert np.array_equal(np.stack([frame for _, frame in streamed]), clip.read(wanted, max_side=32))
 
 
 def test_faceless_clips_are_predicted_only_when_asked(project, media):

@@ -30,6 +30,10 @@ VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".flv", ".mpg
                   ".mts")
 
 
+# ffmpeg's expression parser refuses a select expression of more terms ("Cannot allocate memory").
+SELECT_LIMIT = 100
+
+
 class VideoError(Exception):
     """A clip that cannot be probed or decoded. The message names the file and the reason."""
 
@@ -166,16 +170,19 @@ class VideoClip(Clip):
         wanted = _check_indices(self.path, indices, self.info.num_frames)
         unique = np.unique(wanted)
         width, height = scaled_size(self.info.width, self.info.height, max_side)
-        frames = self._decode_selected(unique, width, height)
+        if len(unique) > SELECT_LIMIT:
+            frames = np.stack([frame for _, frame in self.stream(unique, max_side)])
+        else:
+            frames = self._decode_selected(unique, width, height)
         if len(frames) != len(unique):
             frames = self._decode_all_keep(unique, width, height)
         position = {int(index): row for row, index in enumerate(unique)}
         return frames[[position[int(index)] for index in wanted]]
 
     def stream(self, indices: Sequence[int], max_side: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
-        # One sequential decoding pass read from the pipe frame by frame: a select expression of
-        # hundreds of frames exceeds what ffmpeg's expression parser takes, and one pass per
-        # chunk of frames would decode a long video many times.
+        # One sequential decoding pass read from the pipe frame by frame: a select expression
+        # takes at most SELECT_LIMIT frames, and one pass per chunk would decode a long video
+        # many times.
         wanted = np.unique(_check_indices(self.path, indices, self.info.num_frames))
         width, height = scaled_size(self.info.width, self.info.height, max_side)
         video = ffmpeg.input(str(self.path)).video
