@@ -23,12 +23,14 @@ class EmbedSummary:
 
 
 @dataclass
-class _PendingClip:
+class PendingClip:
+    """One clip's preprocessed crops, waiting for a batched CLIP forward pass."""
+
     clip_id: str
     label: int
-    valid: int
-    frame_index: np.ndarray
-    face_score: np.ndarray
+    valid: int  # frames that are not padding (1..F)
+    frame_index: np.ndarray  # (F,) source frame of each embedded frame
+    face_score: np.ndarray  # (F,) detector confidence, 0 where no face was found
     pixels: torch.Tensor  # (V * F, 3, S, S)
 
 
@@ -39,6 +41,25 @@ def clip_views(crops: list[bytes], positions: np.ndarray, clip_id: str, views: i
     size = frames.shape[1]
     seen = [frames] + [apply_view(frames, draw_view(size, clip_id, view, seed)) for view in range(1, views)]
     return preprocess(torch.cat(seen), resolution)
+
+
+def pending_clip(clip_id: str, label: int, crops: list[bytes], frame_index: np.ndarray, face_score: np.ndarray,
+                 source_frames: int, positions: np.ndarray, views: int, seed: int, resolution: int) -> PendingClip:
+    """The crops of one faces record at ``positions`` (segment-centre picks of its stored frames), ready to embed."""
+    stored = len(crops)
+    valid = int(np.sum(positions < min(int(source_frames), stored)))
+    pixels = clip_views(crops, positions, clip_id, views, seed, resolution)
+    return PendingClip(clip_id, label, max(valid, 1), np.asarray(frame_index)[positions],
+                       np.asarray(face_score)[positions], pixels)
+
+
+def encode_pending(loaded: LoadedClip, pending: list[PendingClip], views: int, frames: int) -> list[np.ndarray]:
+    """One CLIP forward pass over the crops of several clips: (V, F, D) float32 embeddings per clip."""
+    device = loaded.model.text_projection.device
+    pixels = torch.cat([clip.pixels for clip in pending]).to(device, non_blocking=True)
+    embedded = encode_images(loaded, pixels).cpu().numpy()
+    starts = np.cumsum([0] + [clip.pixels.shape[0] for clip in pending])
+    return [embedded[start:stop].reshape(views, frames, -1) for start, stop in zip(starts[:-1], starts[1:])]
 
 
 def embed_faces(faces: FacesFile, labels: dict[str, int], loaded: LoadedClip, writer: FeaturesWriter,
@@ -54,19 +75,12 @@ def embed_faces(faces: FacesFile, labels: dict[str, int], loaded: LoadedClip, wr
         raise ValueError(f"embed.frames_per_clip = {frames} exceeds the {stored} frames per clip in {faces.path}")
     positions = subsample(stored, frames)
     frame_index, score, source_frames = faces["frame_index"], faces["score"], faces["source_frames"]
-    device = loaded.model.text_projection.device
     summary = EmbedSummary()
-    pending: list[_PendingClip] = []
+    pending: list[PendingClip] = []
 
     def flush() -> None:
-        pixels = torch.cat([clip.pixels for clip in pending]).to(device, non_blocking=True)
-        embedded = encode_images(loaded, pixels).cpu().numpy()
-        start = 0
-        for clip in pending:
-            count = clip.pixels.shape[0]
-            block = embedded[start:start + count].reshape(views, frames, -1)
+        for clip, block in zip(pending, encode_pending(loaded, pending, views, frames)):
             writer.append(clip.clip_id, clip.label, block, clip.valid, clip.frame_index, clip.face_score)
-            start += count
             summary.embedded += 1
         pending.clear()
 
@@ -79,10 +93,8 @@ def embed_faces(faces: FacesFile, labels: dict[str, int], loaded: LoadedClip, wr
         if clip_id not in labels:
             summary.skipped.append((clip_id, "not in the manifest"))
             continue
-        valid = int(np.sum(positions < min(int(source_frames[row]), stored)))
-        pixels = clip_views(faces.crops(row), positions, clip_id, views, seed, loaded.input_resolution)
-        pending.append(_PendingClip(clip_id, labels[clip_id], max(valid, 1), frame_index[row, positions],
-                                    score[row, positions], pixels))
+        pending.append(pending_clip(clip_id, labels[clip_id], faces.crops(row), frame_index[row], score[row],
+                                    int(source_frames[row]), positions, views, seed, loaded.input_resolution))
         if sum(clip.pixels.shape[0] for clip in pending) >= batch_size:
             flush()
     if pending:
