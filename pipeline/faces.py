@@ -35,7 +35,7 @@ def read_policy(values: dict) -> tuple[CropPolicy, dict]:
     other = {
         "detector": require(values, "detector", str, "faces", choices=DETECTORS),
         "seed": require(values, "seed", int, "faces"),
-        "decode_timeout": float(require(values, "decode_timeout", (int, float), "faces", minimum=1)),
+        "decode_timeout": float(require(values, "decode_timeout", (int, float), "faces", minimum=0.001)),
         "device": require(values, "device", str, "faces"),
     }
     return policy, other
