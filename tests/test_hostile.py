@@ -3,6 +3,7 @@ are processed. The inputs are built here with the bundled ffmpeg (tests/hostile_
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -175,3 +176,21 @@ def test_bad_params_fail_before_any_work_naming_the_param(tmp_path, monkeypatch,
     result = CliRunner().invoke(main, command)
     assert result.exit_code != 0 and message in result.output, result.output
     assert not (tmp_path / "data").exists() and not (tmp_path / "models").exists()
+
+
+def test_qc_report_lists_every_clip_not_fully_ok_with_the_reason(hostile_run, monkeypatch):
+    project, _, cases, _ = hostile_run
+    monkeypatch.chdir(project)
+    result = invoke("qc")
+    assert result.exit_code == 0, result.output
+    with open(project / "metrics/mine/qc.csv", newline="", encoding="utf-8") as handle:
+        rows = {row["clip_id"]: row for row in csv.DictReader(handle)}
+    with FacesFile(project / "data/mine/faces.h5") as faces:
+        expected = {clip_id: (status, reason) for clip_id, status, reason in zip(faces.clip_id, faces.status,
+                                                                                  faces.reason) if status != "ok"}
+    assert {clip_id: (row["status"], row["reason"]) for clip_id, row in rows.items()} == expected
+    assert {row["embedded"] for row in rows.values() if row["status"] == "failed"} == {"no"}
+    assert {row["embedded"] for row in rows.values() if row["status"] != "failed"} == {"yes"}
+    assert rows["no_face"]["face_frames"] == "0" and rows["no_face"]["path"] == "no_face.mp4"
+    assert 0 < int(rows["face_in_half"]["face_frames"]) < int(rows["face_in_half"]["frames"])
+    assert f"{len(expected)} rows" in result.output and "face_in_half" in result.output
