@@ -14,8 +14,8 @@ import tg_dfer.backbone
 import tg_dfer.cache
 import tg_dfer.embedding
 from pipeline.params import DEFAULT_PARAMS, clip_settings, dataset_paths, load_params, require, section
-from pipeline.shards import (WHOLE, Shard, check_shard_params, code_digest, file_identity, kill_point, parse_shard,
-                             shard_from_env, shard_paths)
+from pipeline.shards import (WHOLE, Shard, check_shard_params, code_digest, file_identity, kill_point, shard_from_env,
+                             shard_options, shard_paths)
 from tg_dfer.backbone import LoadedClip, WeightsError, load_clip, pick_device, sha256_file
 from tg_dfer.cache import (FEATURES_SCHEMA, ClipJournal, FacesFile, FeaturesWriter, SchemaError, ShardSet,
                            write_text_atomic)
@@ -25,11 +25,7 @@ from tg_dfer.embedding import embed_faces, skip_reason
 
 @click.command("embed")
 @click.option("--params", "params_path", default=DEFAULT_PARAMS, show_default=True, help="Parameter file.")
-@click.option("--shard", callback=parse_shard, metavar="I/N",
-              help="Do only shard I of N (I from 0) -> data/<dataset>/features.shard-I-of-N.h5. Under torchrun "
-                   "the shard is RANK/WORLD_SIZE.")
-@click.option("--merge", "merge_count", type=click.IntRange(min=1), metavar="N",
-              help="Join the N shard files into data/<dataset>/features.h5 (same rows as one whole run).")
+@shard_options("features")
 def embed(params_path: str, shard: Shard | None, merge_count: int | None) -> None:
     """Embed the face crops with the frozen CLIP image encoder -> data/<dataset>/features.h5.
 

@@ -16,7 +16,7 @@ import tg_dfer.faces
 import tg_dfer.sampling
 import tg_dfer.video
 from pipeline.params import DEFAULT_PARAMS, dataset_paths, load_params, require, section
-from pipeline.shards import (WHOLE, Shard, check_shard_params, code_digest, kill_point, parse_shard, shard_from_env,
+from pipeline.shards import (WHOLE, Shard, check_shard_params, code_digest, kill_point, shard_from_env, shard_options,
                              shard_paths)
 from tg_dfer import __version__
 from tg_dfer.backbone import WeightsError, pick_device, sha256_file
@@ -79,11 +79,7 @@ def crop_row(row, root: Path, detector, policy: CropPolicy, other: dict) -> Face
 
 @click.command("faces")
 @click.option("--params", "params_path", default=DEFAULT_PARAMS, show_default=True, help="Parameter file.")
-@click.option("--shard", callback=parse_shard, metavar="I/N",
-              help="Do only shard I of N (I from 0: every N-th clip) -> data/<dataset>/faces.shard-I-of-N.h5. Under "
-                   "torchrun the shard is RANK/WORLD_SIZE.")
-@click.option("--merge", "merge_count", type=click.IntRange(min=1), metavar="N",
-              help="Join the N shard files into data/<dataset>/faces.h5 (same rows as one whole run).")
+@shard_options("faces")
 def faces(params_path: str, shard: Shard | None, merge_count: int | None) -> None:
     """Decode each clip once, sample frames, detect and crop the face -> data/<dataset>/faces.h5.
 

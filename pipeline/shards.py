@@ -57,6 +57,21 @@ def parse_shard(ctx: click.Context | None, option: click.Parameter | None, text:
     return Shard(index, count)
 
 
+def shard_options(output: str):
+    """The ``--shard`` and ``--merge`` options of a stage that writes data/<dataset>/<output>.h5."""
+
+    def decorate(command):
+        command = click.option(
+            "--merge", "merge_count", type=click.IntRange(min=1), metavar="N",
+            help=f"Join the N shard files into data/<dataset>/{output}.h5 (same rows as one whole run).")(command)
+        return click.option(
+            "--shard", callback=parse_shard, metavar="I/N",
+            help=f"Do only shard I of N (I from 0) -> data/<dataset>/{output}.shard-I-of-N.h5. Under torchrun "
+                 "the shard is RANK/WORLD_SIZE.")(command)
+
+    return decorate
+
+
 def shard_from_env() -> Shard | None:
     """The shard of this process under torchrun (RANK of WORLD_SIZE), or None."""
     size = int(os.environ.get("WORLD_SIZE", "1") or 1)

@@ -127,7 +127,10 @@ class VideoClip(Clip):
         stream = re.search(r"Stream #\d+:\d+[^\n]*?: Video: ([^\n]*)", log)
         if stream is None:
             others = re.findall(r"Stream #\d+:\d+[^\n]*?: (\w+):", log)
-            reason = f"no video stream, only {', '.join(others)}" if others else _last_error_line(log) or "no video stream"
+            if others:
+                reason = f"no video stream, only {', '.join(others)}"
+            else:
+                reason = _last_error_line(log) or "no video stream"
             raise VideoError(f"{self.path}: not a readable video ({reason})")
         size = re.search(r"(?<![0-9a-fx])(\d{1,5})x(\d{1,5})(?![0-9a-fx])", stream.group(1))
         if size is None:
