@@ -95,6 +95,11 @@ def test_a_decode_timeout_fails_the_clip_and_the_stage_goes_on(tmp_path, monkeyp
     with FacesFile(project / "data/mine/faces.h5") as faces:
         assert faces.status == ["failed", "failed"]
         assert all("0.001 s decode timeout" in reason for reason in faces.reason)
+    assert invoke("qc").exit_code == 0  # before embed has run: the embedded column is empty
+    with open(project / "metrics/mine/qc.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(row["clip_id"], row["status"], row["embedded"]) for row in rows] == [
+        ("slow", "failed", ""), ("other", "failed", "")]
 
 
 # ------------------------------------------------------------------------------- manifest problems

@@ -5,12 +5,16 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import h5py
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from hostile_media import face_frames, h264
 from pipeline.cli import main
 from stage_runs import cli, h5_contents, write_project
+from test_cache import feature_cache
+from tg_dfer.cache import FEATURES_SCHEMA, ClipJournal, SchemaError, ShardSet, write_features
 
 CLIPS = 7  # one of them broken: skipped by embed
 
@@ -117,3 +121,51 @@ def test_merge_names_a_missing_shard(reference, tmp_path, monkeypatch):
     assert result.exit_code != 0 and "faces.shard-0-of-2.h5: no such file" in result.output
     bad = CliRunner().invoke(main, ["faces", "--shard", "2/2"])
     assert bad.exit_code != 0 and "need 0 <= i < n" in bad.output
+
+
+# ------------------------------------------------------------------------- the journal and the shard set
+
+
+def test_journal_round_trip_and_what_counts_as_done(tmp_path):
+    journal = ClipJournal(tmp_path / "run.parts", {"params": {"a": 1}})
+    values = {"clip_id": "visage ü 表情", "status": "ok", "reason": "", "source_frames": 7,
+              "box": np.arange(8, dtype=np.float32).reshape(2, 4), "crops": [b"\xff\xd8jpeg", b""]}
+    journal.put(3, values)
+    (tmp_path / "run.parts" / "000000004.npz.tmp").write_bytes(b"torn")  # a write cut short by a kill
+    assert journal.done() == {3}
+    back = journal.get(3)
+    assert back["clip_id"] == values["clip_id"] and back["reason"] == "" and back["source_frames"] == 7
+    assert back["crops"] == values["crops"] and np.array_equal(back["box"], values["box"])
+    assert back["box"].dtype == np.float32
+    assert ClipJournal(tmp_path / "run.parts", {"params": {"a": 1}}).done() == {3}
+    other = ClipJournal(tmp_path / "run.parts", {"params": {"a": 2}})
+    assert other.discarded and other.done() == set()
+
+
+def shard_files(tmp_path, caches) -> list[Path]:
+    paths = []
+    for index, cache in enumerate(caches):
+        path = tmp_path / f"features.shard-{index}-of-{len(caches)}.h5"
+        write_features(path, cache)
+        with h5py.File(path, "r+") as handle:
+            handle.attrs["shard"] = f"{index}/{len(caches)}"
+        paths.append(path)
+    return paths
+
+
+def test_shard_set_refuses_mixed_or_overlapping_shards(tmp_path):
+    first, second = feature_cache(n=2, seed=0), feature_cache(n=2, seed=1)
+    second.clip_id = ["clip_2", "clip_3"]
+    (tmp_path / "good").mkdir()
+    with ShardSet(shard_files(tmp_path / "good", [first, second]), FEATURES_SCHEMA) as shards:
+        assert [row["clip_id"] for row in shards.rows(["clip_3", "clip_0", "clip_1", "clip_2"])] == [
+            "clip_3", "clip_0", "clip_1", "clip_2"]
+        with pytest.raises(SchemaError, match="1 missing"):
+            list(shards.rows(["clip_0", "clip_1", "clip_2", "clip_3", "clip_9"]))
+    (tmp_path / "overlap").mkdir()
+    with pytest.raises(SchemaError, match="clip 'clip_0' is also in"):
+        ShardSet(shard_files(tmp_path / "overlap", [first, feature_cache(n=2, seed=1)]), FEATURES_SCHEMA)
+    (tmp_path / "mixed").mkdir()
+    second.attrs = {**second.attrs, "checkpoint_sha256": "cd" * 32}
+    with pytest.raises(SchemaError, match="attributes checkpoint_sha256 differ"):
+        ShardSet(shard_files(tmp_path / "mixed", [first, second]), FEATURES_SCHEMA)
