@@ -19,6 +19,7 @@ COMMANDS = {
     "prepare": "List a dataset's clips -> data/<dataset>/manifest.csv, classes.json, prepare_report.json.",
     "faces": "Decode, sample, detect and crop faces -> data/<dataset>/faces.h5.",
     "embed": "CLIP image embeddings of the crops -> data/<dataset>/features.h5.",
+    "qc": "Every clip that is not fully ok, and why -> metrics/<dataset>/qc.csv.",
     "text": "CLIP text embeddings of a prompt set -> data/text/<prompt_set>.h5.",
     "train": "Train TG-DFER on cached features, one fold -> models/<dataset>/fold<k>/.",
     "evaluate": "Metrics, predictions and plots of the trained folds -> metrics/<dataset>/.",
@@ -54,9 +55,10 @@ class StageGroup(click.Group):
 def main() -> None:
     """TG-DFER: dynamic facial expression recognition from cached CLIP features.
 
-    The stages run in this order (`dvc repro` runs them all): demo, prepare, faces, embed, text,
-    train, evaluate. Each reads the params.yaml section of its own name; `tg-dfer COMMAND --help`
-    says which files it reads and writes and which params it takes. Tools around the pipeline:
-    ablate, report and check-metrics (ablation queues, their report, the reproduction check);
-    export (trained folds -> one model file) and predict (a model file on your own videos).
+    The stages run in this order (`dvc repro` runs them all): demo, prepare, faces, embed, qc,
+    text, train, evaluate. Each reads the params.yaml section of its own name (qc has none);
+    `tg-dfer COMMAND --help` says which files it reads and writes and which params it takes.
+    Tools around the pipeline: ablate, report and check-metrics (ablation queues, their report,
+    the reproduction check); export (trained folds -> one model file) and predict (a model file
+    on your own videos).
     """

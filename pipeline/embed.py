@@ -3,32 +3,48 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import click
 from tqdm import tqdm
 
+import tg_dfer.augment
+import tg_dfer.backbone
+import tg_dfer.cache
+import tg_dfer.embedding
 from pipeline.params import DEFAULT_PARAMS, clip_settings, dataset_paths, load_params, require, section
-from tg_dfer.backbone import WeightsError, load_clip, pick_device
-from tg_dfer.cache import FacesFile, FeaturesWriter, SchemaError
+from pipeline.shards import (WHOLE, Shard, check_shard_params, code_digest, file_identity, kill_point, shard_from_env,
+                             shard_options, shard_paths)
+from tg_dfer.backbone import LoadedClip, WeightsError, load_clip, pick_device, sha256_file
+from tg_dfer.cache import (FEATURES_SCHEMA, ClipJournal, FacesFile, FeaturesWriter, SchemaError, ShardSet,
+                           write_text_atomic)
 from tg_dfer.datasets.manifest import ManifestError, read_manifest
-from tg_dfer.embedding import embed_faces
+from tg_dfer.embedding import embed_faces, skip_reason
 
 
 @click.command("embed")
 @click.option("--params", "params_path", default=DEFAULT_PARAMS, show_default=True, help="Parameter file.")
-def embed(params_path: str) -> None:
+@shard_options("features")
+def embed(params_path: str, shard: Shard | None, merge_count: int | None) -> None:
     """Embed the face crops with the frozen CLIP image encoder -> data/<dataset>/features.h5.
 
     Reads data/<dataset>/faces.h5 and manifest.csv. Features are L2-normalised, stored as float16
     (N, views, frames_per_clip, D); computed in fp16 on a CUDA GPU when there is one, fp32 on CPU.
-    Clips whose faces stage failed are skipped and listed.
+    Clips whose faces stage failed are skipped and listed in data/<dataset>/embed_skipped.json.
+
+    Finished clips are kept in data/<dataset>/features.h5.parts/ until the run completes: a run
+    that was killed resumes there with the same params and inputs. Scale out with --shard I/N
+    (or torchrun --nproc_per_node N --no-python tg-dfer embed), then --merge N (docs/robustness.md).
 
     Params: embed.frames_per_clip (<= faces.frames_per_clip; segment-centre picks of the stored
     crops), embed.views (1 = clean only; views 1.. add a random crop, flip, rotation and colour
-    jitter per clip), embed.seed, embed.batch_size (images per forward pass); clip.model,
-    clip.checkpoint (path, empty for the clip package's cache file, or random: demo only),
-    clip.seed, clip.device (auto | cpu | cuda).
+    jitter per clip), embed.seed, embed.batch_size (images per forward pass, in whole clips);
+    clip.model, clip.checkpoint (path, empty for the clip package's cache file, or random: demo
+    only), clip.seed, clip.device (auto | cpu | cuda).
     """
+    if shard and merge_count:
+        raise click.UsageError("--shard and --merge do not go together: run the shards, then merge")
     params = load_params(params_path)
     values = section(params, "embed", params_path)
     frames = require(values, "frames_per_clip", int, "embed", minimum=1)
@@ -46,22 +62,117 @@ def embed(params_path: str) -> None:
         if frames > faces.frames_per_clip:
             raise click.ClickException(f"params: embed.frames_per_clip = {frames} exceeds the "
                                        f"{faces.frames_per_clip} frames per clip stored in {paths['faces']}")
-        try:
-            loaded = load_clip(settings["name"], settings["checkpoint"], pick_device(settings["device"]),
-                               settings["seed"])
-        except WeightsError as error:
-            raise click.ClickException(str(error)) from error
         labels = {row.clip_id: row.label for row in manifest.rows}
+        reasons = [skip_reason(faces, row, labels) for row in range(len(faces))]
+        rows = [row for row, reason in enumerate(reasons) if not reason]
+        skipped = {faces.clip_id[row]: reason for row, reason in enumerate(reasons) if reason}
         upstream = {key: faces.attrs[key] for key in ("detector", "crop_size", "crop_margin", "sampling")}
-        attrs = {**loaded.attrs(), "class_names": manifest.class_names, "views": views, "frames_per_clip": frames,
-                 "faces_frames_per_clip": faces.frames_per_clip,
-                 "params": {"faces": upstream, "embed": values, "clip": section(params, "clip")}}
-        D = loaded.embed_dim
-        with FeaturesWriter(paths["features"], views, frames, D, attrs) as writer, \
-                tqdm(total=len(faces), desc="embed", unit="clip") as bar:
-            summary = embed_faces(faces, labels, loaded, writer, frames, views, seed, batch_size, progress=bar.update)
-    note = " (RANDOM CLIP WEIGHTS: features are for testing only)" if loaded.random_weights else ""
-    click.echo(f"embed: {summary.embedded} clips x {views} views x {frames} frames -> {paths['features']}{note}")
-    for clip_id, reason in summary.skipped:
+        stage_params = {"faces": upstream, "embed": values, "clip": section(params, "clip")}
+        if merge_count:
+            target = merge_features(paths, [faces.clip_id[row] for row in rows], merge_count, stage_params)
+        else:
+            shard = shard or shard_from_env() or WHOLE
+            try:
+                loaded = load_clip(settings["name"], settings["checkpoint"], rank_device(settings["device"]),
+                                   settings["seed"])
+            except WeightsError as error:
+                raise click.ClickException(str(error)) from error
+            attrs = {**loaded.attrs(), "class_names": manifest.class_names, "views": views, "frames_per_clip": frames,
+                     "faces_frames_per_clip": faces.frames_per_clip, "params": stage_params}
+            target = run_embed(paths, faces, labels, loaded, shard.take(clip_batches(rows, batch_size, views, frames)),
+                               shard, attrs, seed, batch_size)
+    report_embed(paths, target, skipped)
+
+
+def clip_batches(rows: list[int], batch_size: int, views: int, frames: int) -> list[list[int]]:
+    """The rows in batches of whole clips, at most ``batch_size`` images (at least one clip) each.
+
+    Batches are fixed by the list of clips alone, whatever was done before: every run, resumed or
+    sharded, puts the same images through each forward pass, so the numbers come out the same.
+    """
+    per_batch = max(1, batch_size // (views * frames))
+    return [rows[start:start + per_batch] for start in range(0, len(rows), per_batch)]
+
+
+def rank_device(requested: str) -> str:
+    """The device; under torchrun each process takes the GPU of its LOCAL_RANK."""
+    device = pick_device(requested)
+    if device == "cuda" and "LOCAL_RANK" in os.environ:
+        return f"cuda:{int(os.environ['LOCAL_RANK'])}"
+    return device
+
+
+def run_embed(paths: dict, faces: FacesFile, labels: dict, loaded: LoadedClip, batches: list[list[int]],
+              shard: Shard, attrs: dict, seed: int, batch_size: int) -> Path:
+    """Embed this shard's batches, resuming from its journal; returns the file written."""
+    target = shard.path(paths["features"])
+    views, frames = attrs["views"], attrs["frames_per_clip"]
+    mine = [row for batch in batches for row in batch]
+    fingerprint = {"attrs": attrs, "shard": shard.label, "batches": batches, "seed": seed,
+                   "faces": file_identity(paths["faces"]), "manifest": sha256_file(paths["manifest"]),
+                   "code": code_digest(tg_dfer.embedding, tg_dfer.backbone, tg_dfer.augment, tg_dfer.cache)}
+    journal = ClipJournal(target.with_name(target.name + ".parts"), fingerprint)
+    if journal.discarded:
+        click.echo(f"embed: {journal.folder} was left by a run with other params, inputs or code: starting afresh")
+    done = journal.done()
+    if done:
+        click.echo(f"embed: resuming: {len(done)} of {len(mine)} clips already done in {journal.folder}")
+    row_of = {faces.clip_id[row]: row for row in mine}
+
+    class JournalWriter:
+        """Takes embedded clips as FeaturesWriter does, and keeps them in the journal."""
+
+        written = 0
+
+        def append(self, clip_id: str, label: int, features, num_frames: int, frame_index, face_score) -> None:
+            journal.put(row_of[clip_id], {"clip_id": clip_id, "label": label, "features": features.astype("float16"),
+                                          "num_frames": num_frames, "frame_index": frame_index,
+                                          "face_score": face_score})
+            self.written += 1
+            kill_point("clip", self.written)
+
+    writer = JournalWriter()
+    with tqdm(total=len(mine), desc="embed", unit="clip") as bar:
+        for batch in batches:
+            if done.issuperset(batch):
+                bar.update(len(batch))
+                continue
+            embed_faces(faces, labels, loaded, writer, frames, views, seed, batch_size, progress=bar.update, rows=batch)
+    shard_attrs = {"shard": shard.label} if shard.count > 1 else {}
+    with FeaturesWriter(target, views, frames, loaded.embed_dim, {**attrs, **shard_attrs}) as out:
+        for count, row in enumerate(mine, start=1):
+            out.append(**journal.get(row))
+            kill_point("assemble", count)
+    journal.remove()
+    return target
+
+
+def merge_features(paths: dict, order: list[str], count: int, stage_params: dict) -> Path:
+    """Join the shard files into features.h5 in faces.h5 order, then delete them."""
+    files = shard_paths(paths["features"], count)
+    try:
+        with ShardSet(files, FEATURES_SCHEMA) as shards:
+            check_shard_params(shards.attrs, {"params": stage_params}, files[0])
+            attrs = shards.attrs
+            with FeaturesWriter(paths["features"], int(attrs["views"]), int(attrs["frames_per_clip"]),
+                                int(attrs["embed_dim"]), attrs) as writer:
+                for values in shards.rows(order):
+                    writer.append(**values)
+    except SchemaError as error:
+        raise click.ClickException(str(error)) from error
+    for file in files:
+        file.unlink()
+    return paths["features"]
+
+
+def report_embed(paths: dict, target: Path, skipped: dict[str, str]) -> None:
+    with tg_dfer.cache.open_checked(target, FEATURES_SCHEMA) as handle:
+        clips, views, frames = len(handle["clip_id"]), int(handle.attrs["views"]), int(handle.attrs["frames_per_clip"])
+        random_weights = bool(handle.attrs.get("random_weights", False))
+    note = " (RANDOM CLIP WEIGHTS: features are for testing only)" if random_weights else ""
+    click.echo(f"embed: {clips} clips x {views} views x {frames} frames -> {target}{note}")
+    if target != paths["features"]:
+        return
+    for clip_id, reason in skipped.items():
         click.echo(f"  skipped {clip_id}: {reason}")
-    (paths["folder"] / "embed_skipped.json").write_text(json.dumps(dict(summary.skipped), indent=1) + "\n")
+    write_text_atomic(paths["folder"] / "embed_skipped.json", json.dumps(skipped, indent=1) + "\n")

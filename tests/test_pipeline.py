@@ -174,7 +174,9 @@ def test_dvc_repro_and_an_experiment_rerun_only_what_changed(tmp_path):
     shutil.copytree(REPO, project, ignore=ignore)
     # Three clips per class over two folds: every fold has training, validation and test clips.
     (project / "params.yaml").write_text(yaml.safe_dump(tiny_params(**{"demo.clips_per_class": 3}), sort_keys=False))
+    # PYTHONPATH: the stages run the copied code, not whatever checkout the package was installed from.
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path), "DVC_NO_ANALYTICS": "1",
+           "PYTHONPATH": str(project),
            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
            "GIT_COMMITTER_EMAIL": "t@t"}
 
@@ -188,7 +190,7 @@ def test_dvc_repro_and_an_experiment_rerun_only_what_changed(tmp_path):
     sh("git", "commit", "-qm", "init")
     dvc = str(Path(sys.executable).parent / "dvc")
     first = sh(dvc, "repro")
-    for stage in ("demo", "prepare", "faces", "embed", "text", "train@1", "train@2", "evaluate"):
+    for stage in ("demo", "prepare", "faces", "embed", "qc", "text", "train@1", "train@2", "evaluate"):
         assert f"Running stage '{stage}'" in first
     assert (project / "metrics/demo/metrics.json").is_file()
     sh("git", "add", "-A")
@@ -224,7 +226,7 @@ def test_dvc_repro_and_an_experiment_rerun_only_what_changed(tmp_path):
         assert handle.attrs["detector"] == "none"
     model_change = sh(dvc, "exp", "run", "-S", "train.model.fine_depth=0")
     assert "Running stage 'train@1'" in model_change and "Running stage 'evaluate'" in model_change
-    for stage in ("demo", "prepare", "faces", "embed", "text"):
+    for stage in ("demo", "prepare", "faces", "embed", "qc", "text"):
         assert f"Running stage '{stage}'" not in model_change
     # The workspace now holds the last experiment's results: the reproduction check must fail.
     changed = subprocess.run([tg_dfer, "check-metrics"], cwd=project, env=env, capture_output=True, text=True)

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import h5py
 import numpy as np
@@ -70,6 +71,15 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (np.generic, np.ndarray)):
         return value.tolist()
     raise TypeError(f"{type(value).__name__} cannot be stored as a JSON attribute")
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write a small text file under a temporary name and rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".partial")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
 
 
 class _AtomicH5:
@@ -148,28 +158,55 @@ class FacesWriter(_AtomicH5):
             )
 
     def append(self, record: FaceRecord) -> None:
-        if record.status not in FACE_STATUSES:
-            raise ValueError(f"unknown face status {record.status!r}")
-        F = self.frames
+        self.append_row(face_row(record, self.frames))
+
+    def append_row(self, values: dict[str, Any]) -> None:
+        """Append one row as made by :func:`face_row` (or read back by :func:`read_row`)."""
         row = self.count
         for dataset in self.handle.values():
             dataset.resize(row + 1, axis=0)
-        failed = record.frame_index is None
-        self.handle["clip_id"][row] = record.clip_id
-        self.handle["status"][row] = record.status
-        self.handle["reason"][row] = record.reason
-        self.handle["source_frames"][row] = record.source_frames
-        self.handle["frame_index"][row] = np.full(F, -1) if failed else record.frame_index
-        self.handle["box"][row] = np.full((F, 4), np.nan) if record.box is None else record.box
-        self.handle["score"][row] = np.zeros(F) if record.score is None else record.score
-        landmarks = record.landmarks
-        self.handle["landmarks"][row] = np.full((F, NUM_LANDMARKS, 2), np.nan) if landmarks is None else landmarks
-        crops = record.crops if record.crops else [b""] * F
-        if len(crops) != F:
-            raise ValueError(f"{record.clip_id}: {len(crops)} crops, expected {F}")
-        for column, crop in enumerate(crops):
-            self.handle["crops"][row, column] = np.frombuffer(crop, dtype=np.uint8)
+        for name, value in values.items():
+            if name == "crops":
+                for column, crop in enumerate(value):
+                    self.handle["crops"][row, column] = np.frombuffer(crop, dtype=np.uint8)
+            else:
+                self.handle[name][row] = value
         self.count += 1
+
+
+def face_row(record: FaceRecord, frames: int) -> dict[str, Any]:
+    """The values of one faces.h5 row, with the fill values of a failed clip filled in."""
+    if record.status not in FACE_STATUSES:
+        raise ValueError(f"unknown face status {record.status!r}")
+    F = frames
+    failed = record.frame_index is None
+    crops = record.crops if record.crops else [b""] * F
+    if len(crops) != F:
+        raise ValueError(f"{record.clip_id}: {len(crops)} crops, expected {F}")
+    return {
+        "clip_id": record.clip_id,
+        "status": record.status,
+        "reason": record.reason,
+        "source_frames": record.source_frames,
+        "frame_index": np.full(F, -1) if failed else record.frame_index,
+        "box": np.full((F, 4), np.nan) if record.box is None else record.box,
+        "score": np.zeros(F) if record.score is None else record.score,
+        "landmarks": np.full((F, NUM_LANDMARKS, 2), np.nan) if record.landmarks is None else record.landmarks,
+        "crops": list(crops),
+    }
+
+
+def read_row(handle: h5py.File, row: int) -> dict[str, Any]:
+    """Every dataset's value at ``row`` of a faces or features file: strings as str, crops as bytes."""
+    values: dict[str, Any] = {}
+    for name, dataset in handle.items():
+        value = dataset[row]
+        if h5py.check_string_dtype(dataset.dtype):
+            value = value.decode("utf-8") if isinstance(value, bytes) else str(value)
+        elif h5py.check_vlen_dtype(dataset.dtype):
+            value = [bytes(item) for item in value]
+        values[name] = value
+    return values
 
 
 class FacesFile:
@@ -189,6 +226,10 @@ class FacesFile:
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.handle[name][:]
+
+    def row(self, row: int) -> dict[str, Any]:
+        """Every dataset's value for clip ``row``, as :meth:`FacesWriter.append_row` takes them."""
+        return read_row(self.handle, row)
 
     def crops(self, row: int) -> list[bytes]:
         """The encoded crops of clip ``row`` (empty byte strings when the clip failed)."""
@@ -308,6 +349,129 @@ def read_features(path: str | Path) -> FeatureCache:
     if N and (cache.num_frames.min() < 1 or cache.num_frames.max() > F):
         raise SchemaError(f"{path}: num_frames must lie in 1..{F}")
     return cache
+
+
+# ------------------------------------------------------------------------- resumable and sharded runs
+
+
+class ClipJournal:
+    """The finished clips of a run that has not completed yet: one small ``.npz`` file per clip.
+
+    HDF5 is not safe against SIGKILL (a kill during a metadata write can leave the whole file
+    unreadable), so a run keeps its per-clip results here and writes the HDF5 file in one go at the
+    end. Each clip's file is written under a temporary name and renamed, so a file that exists is
+    complete. The ``fingerprint`` (params, inputs, code) is stored beside them: a journal left by
+    a run with another fingerprint is discarded, never mixed in. Values are strings, numbers,
+    arrays, or lists of bytes (encoded crops); nothing is pickled.
+    """
+
+    def __init__(self, folder: str | Path, fingerprint: dict[str, Any]):
+        self.folder = Path(folder)
+        meta = self.folder / "fingerprint.json"
+        wanted = json.dumps(fingerprint, sort_keys=True, default=_plain)
+        self.discarded = self.folder.is_dir() and not (meta.is_file() and meta.read_text() == wanted)
+        if self.discarded:
+            shutil.rmtree(self.folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if not meta.is_file():
+            write_text_atomic(meta, wanted)
+
+    def _file(self, row: int) -> Path:
+        return self.folder / f"{row:09d}.npz"
+
+    def done(self) -> set[int]:
+        """Rows whose results are stored."""
+        return {int(path.stem) for path in self.folder.glob("*.npz")}
+
+    def put(self, row: int, values: dict[str, Any]) -> None:
+        arrays = {}
+        for name, value in values.items():
+            if isinstance(value, list):  # encoded images: one flat buffer and their lengths
+                arrays[f"{name}.bytes"] = np.frombuffer(b"".join(value), dtype=np.uint8)
+                arrays[f"{name}.lengths"] = np.array([len(item) for item in value], dtype=np.int64)
+            else:
+                arrays[name] = np.asarray(value)
+        temporary = self._file(row).with_suffix(".npz.tmp")
+        with open(temporary, "wb") as handle:
+            np.savez(handle, **arrays)
+        os.replace(temporary, self._file(row))
+
+    def get(self, row: int) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        with np.load(self._file(row), allow_pickle=False) as stored:
+            for name in stored.files:
+                base, _, part = name.partition(".")
+                if part == "lengths":
+                    continue
+                if part == "bytes":
+                    data = stored[name].tobytes()
+                    ends = np.cumsum(stored[f"{base}.lengths"])
+                    values[base] = [data[end - length:end] for end, length in zip(ends, stored[f"{base}.lengths"])]
+                else:
+                    array = stored[name]
+                    values[name] = array.item() if array.ndim == 0 else array
+        return values
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class ShardSet:
+    """The shard files of one sharded run (``shard`` attribute ``i/n``), opened for merging.
+
+    They must hold the same schema and, but for ``shard``, the same root attributes (the same
+    params, weights and inputs), and no clip twice.
+    """
+
+    def __init__(self, paths: list[Path], schema: str):
+        self.handles = []
+        try:
+            for index, path in enumerate(paths):
+                self.handles.append(open_checked(path, schema))
+                found = self.handles[-1].attrs.get("shard")
+                if found != f"{index}/{len(paths)}":
+                    raise SchemaError(f"{path}: shard attribute is {found!r}, expected {index}/{len(paths)}")
+            self.attrs = {key: value for key, value in self.handles[0].attrs.items() if key != "shard"}
+            first = _json_values(self.attrs)
+            self.where: dict[str, tuple[h5py.File, int]] = {}
+            for path, handle in zip(paths, self.handles):
+                ours = _json_values({key: value for key, value in handle.attrs.items() if key != "shard"})
+                differ = sorted(key for key in set(first) | set(ours) if first.get(key) != ours.get(key))
+                if differ:
+                    raise SchemaError(f"{path}: attributes {', '.join(differ)} differ from {paths[0]}: "
+                                      "the shards were made with different params or inputs")
+                for row, clip_id in enumerate(_decode(handle["clip_id"][:])):
+                    if clip_id in self.where:
+                        raise SchemaError(f"{path}: clip {clip_id!r} is also in {self.where[clip_id][0].filename}")
+                    self.where[clip_id] = (handle, row)
+        except BaseException:
+            self.close()
+            raise
+
+    def rows(self, order: list[str]) -> Iterator[dict[str, Any]]:
+        """The rows of the clips ``order``, which must be exactly the clips of the shards."""
+        missing = [clip_id for clip_id in order if clip_id not in self.where]
+        extra = sorted(set(self.where) - set(order))
+        if missing or extra:
+            raise SchemaError(f"shards do not match the clips expected: {len(missing)} missing "
+                              f"({', '.join(missing[:5])}), {len(extra)} unexpected ({', '.join(extra[:5])})")
+        for clip_id in order:
+            handle, row = self.where[clip_id]
+            yield read_row(handle, row)
+
+    def close(self) -> None:
+        for handle in self.handles:
+            handle.close()
+
+    def __enter__(self) -> "ShardSet":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _json_values(attrs: dict[str, Any]) -> dict[str, str]:
+    return {key: json.dumps(value, default=_plain) for key, value in attrs.items()}
 
 
 # ---------------------------------------------------------------------------------------- text h5

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -62,10 +62,19 @@ def encode_pending(loaded: LoadedClip, pending: list[PendingClip], views: int, f
     return [embedded[start:stop].reshape(views, frames, -1) for start, stop in zip(starts[:-1], starts[1:])]
 
 
+def skip_reason(faces: FacesFile, row: int, labels: dict[str, int]) -> str:
+    """Why clip ``row`` of ``faces`` cannot be embedded; empty when it can."""
+    if faces.status[row] == "failed":
+        return faces.reason[row]
+    if faces.clip_id[row] not in labels:
+        return "not in the manifest"
+    return ""
+
+
 def embed_faces(faces: FacesFile, labels: dict[str, int], loaded: LoadedClip, writer: FeaturesWriter,
                 frames: int, views: int, seed: int = 0, batch_size: int = 256,
-                progress: Callable[[int], None] | None = None) -> EmbedSummary:
-    """Embed every clip of ``faces`` that has crops, in batches of about ``batch_size`` images.
+                progress: Callable[[int], None] | None = None, rows: Sequence[int] | None = None) -> EmbedSummary:
+    """Embed every clip of ``faces`` (or its ``rows``) that has crops, in batches of about ``batch_size`` images.
 
     ``frames`` of the ``faces.frames_per_clip`` stored crops are kept by segment-centre picks.
     Clips whose face stage failed are skipped and listed in the summary with the reason.
@@ -84,14 +93,13 @@ def embed_faces(faces: FacesFile, labels: dict[str, int], loaded: LoadedClip, wr
             summary.embedded += 1
         pending.clear()
 
-    for row, clip_id in enumerate(faces.clip_id):
+    for row in range(len(faces)) if rows is None else rows:
+        clip_id = faces.clip_id[row]
         if progress:
             progress(1)
-        if faces.status[row] == "failed":
-            summary.skipped.append((clip_id, faces.reason[row]))
-            continue
-        if clip_id not in labels:
-            summary.skipped.append((clip_id, "not in the manifest"))
+        reason = skip_reason(faces, row, labels)
+        if reason:
+            summary.skipped.append((clip_id, reason))
             continue
         pending.append(pending_clip(clip_id, labels[clip_id], faces.crops(row), frame_index[row], score[row],
                                     int(source_frames[row]), positions, views, seed, loaded.input_resolution))

@@ -122,20 +122,31 @@ class VideoClip(Clip):
             raise VideoError(f"{self.path}: {what} took longer than the {self.timeout:g} s decode timeout") from error
         return done.stdout, done.stderr.decode("utf-8", errors="replace")
 
+    def _input(self):
+        # "file:" keeps a name such as "http:x.mp4" from being read as a URL, and the whitelist
+        # stops playlists and references inside a file from opening anything but local files.
+        return ffmpeg.input(f"file:{self.path}", protocol_whitelist="file")
+
     def _probe(self) -> ClipInfo:
-        if not self.path.is_file():
+        if not self.path.exists():
             raise VideoError(f"{self.path}: no such file")
+        if not self.path.is_file():
+            raise VideoError(f"{self.path}: not a regular file")
         if self.path.stat().st_size == 0:
             raise VideoError(f"{self.path}: empty file (0 bytes)")
         count_pass = (
-            ffmpeg.input(str(self.path))
+            self._input()
             .output("-", format="null", map="0:v:0", c="copy")
             .global_args("-hide_banner", "-nostdin")
         )
         _, log = self._run(count_pass, "probing")
         stream = re.search(r"Stream #\d+:\d+[^\n]*?: Video: ([^\n]*)", log)
         if stream is None:
-            reason = _last_error_line(log) or "no video stream"
+            others = re.findall(r"Stream #\d+:\d+[^\n]*?: (\w+):", log)
+            if others:
+                reason = f"no video stream, only {', '.join(others)}"
+            else:
+                reason = _last_error_line(log) or "no video stream"
             raise VideoError(f"{self.path}: not a readable video ({reason})")
         size = re.search(r"(?<![0-9a-fx])(\d{1,5})x(\d{1,5})(?![0-9a-fx])", stream.group(1))
         if size is None:
@@ -158,7 +169,7 @@ class VideoClip(Clip):
     def _count_by_decoding(self, width: int, height: int) -> int:
         # Some containers report no packet count on a stream copy; decoding tiny frames always counts.
         decode = (
-            ffmpeg.input(str(self.path))
+            self._input()
             .video.filter("scale", 16, 16)
             .output("pipe:", format="rawvideo", pix_fmt="gray")
             .global_args("-hide_banner", "-nostdin")
@@ -233,13 +244,13 @@ class VideoClip(Clip):
     def _decode_selected(self, unique: np.ndarray, width: int, height: int) -> np.ndarray:
         # ffmpeg-python escapes the commas itself.
         expression = "+".join(f"eq(n,{int(index)})" for index in unique)
-        video = ffmpeg.input(str(self.path)).video.filter("select", expression)
+        video = self._input().video.filter("select", expression)
         return self._decode(video, width, height, "decoding sampled frames")
 
     def _decode_all_keep(self, unique: np.ndarray, width: int, height: int) -> np.ndarray:
         # Packet counts can disagree with decoded frames (broken or VFR streams): decode all and
         # keep what exists; indices past the real end fall back to the last decoded frame.
-        every = self._decode(ffmpeg.input(str(self.path)).video, width, height, "decoding")
+        every = self._decode(self._input().video, width, height, "decoding")
         return every[np.minimum(unique, len(every) - 1)]
 
 

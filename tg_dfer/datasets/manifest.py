@@ -64,6 +64,11 @@ def check_relative(path: str, where: str) -> str:
     return str(posix)
 
 
+def open_table(path: Path):
+    """A CSV file for reading; a byte-order mark (as spreadsheet programs write) is dropped."""
+    return open(path, newline="", encoding="utf-8-sig")
+
+
 def write_manifest(folder: str | Path, rows: Iterable[ManifestRow], class_names: Sequence[str]) -> Manifest:
     """Validate and write ``manifest.csv`` and ``classes.json`` into ``folder``."""
     folder = Path(folder)
@@ -130,20 +135,27 @@ def read_manifest(path: str | Path) -> Manifest:
         raise ManifestError(f"{classes_path}: not valid JSON ({error})") from error
     if not isinstance(class_names, list) or not all(isinstance(name, str) for name in class_names):
         raise ManifestError(f"{classes_path}: expected a JSON list of class names")
-    rows = []
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None or tuple(column.strip() for column in header) != COLUMNS:
-            raise ManifestError(f"{path}, line 1: header must be {','.join(COLUMNS)}, found {header}")
-        for line, fields in enumerate(reader, start=2):
-            if len(fields) != len(COLUMNS):
-                raise ManifestError(f"{path}, line {line}: expected {len(COLUMNS)} columns, found {len(fields)}")
-            clip_id, clip_path, label, fold = (field.strip() for field in fields)
-            try:
-                rows.append(ManifestRow(clip_id, clip_path, int(label), int(fold)))
-            except ValueError as error:
-                raise ManifestError(f"{path}, line {line}: label and test_fold must be integers ({fields})") from error
+    with open_table(path) as handle:
+        try:
+            rows = _manifest_rows(csv.reader(handle), path)
+        except (UnicodeDecodeError, csv.Error) as error:
+            raise ManifestError(f"{path}: not a readable UTF-8 CSV file ({error})") from error
     manifest = Manifest(rows=rows, class_names=class_names)
     validate(manifest, str(path))
     return manifest
+
+
+def _manifest_rows(reader, path: Path) -> list[ManifestRow]:
+    rows = []
+    header = next(reader, None)
+    if header is None or tuple(column.strip() for column in header) != COLUMNS:
+        raise ManifestError(f"{path}, line 1: header must be {','.join(COLUMNS)}, found {header}")
+    for line, fields in enumerate(reader, start=2):
+        if len(fields) != len(COLUMNS):
+            raise ManifestError(f"{path}, line {line}: expected {len(COLUMNS)} columns, found {len(fields)}")
+        clip_id, clip_path, label, fold = (field.strip() for field in fields)
+        try:
+            rows.append(ManifestRow(clip_id, clip_path, int(label), int(fold)))
+        except ValueError as error:
+            raise ManifestError(f"{path}, line {line}: label and test_fold must be integers ({fields})") from error
+    return rows

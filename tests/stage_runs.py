@@ -1,0 +1,50 @@
+"""Helpers for tests that run stage commands on a small dataset of their own."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import yaml
+
+from test_pipeline import REPO, tiny_params
+
+
+def write_project(folder: Path, root: Path, labels: dict[str, str], **changes) -> Path:
+    """params.yaml for the csv adapter over ``root`` with ``labels`` (path -> label) in labels.csv."""
+    rows = "".join(f'"{path}",{label},{1 + index % 2}\n' for index, (path, label) in enumerate(labels.items()))
+    (root / "labels.csv").write_text("path,label,test_fold\n" + rows, encoding="utf-8")
+    params = tiny_params(**{"dataset.adapter": "csv", "dataset.name": "mine", "dataset.root": str(root),
+                            "faces.frames_per_clip": 4, "faces.crop_size": 64, "embed.frames_per_clip": 2,
+                            "embed.views": 1, "embed.batch_size": 4, **changes})
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "params.yaml").write_text(yaml.safe_dump(params))
+    return folder
+
+
+def cli(folder: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``tg-dfer ARGS`` in a fresh Python process, with this checkout's code."""
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1",
+                   "TG_DFER_ALLOW_RANDOM_WEIGHTS": "1", **(env or {})}
+    command = [sys.executable, "-c", "from pipeline.cli import main; main()", *args]
+    return subprocess.run(command, cwd=folder, env=environment, capture_output=True, text=True, timeout=600)
+
+
+def h5_contents(path: Path) -> dict:
+    """Every root attribute and dataset of an HDF5 file, in a form that compares with ==."""
+    with h5py.File(path, "r") as handle:
+        attrs = {key: json.dumps(value, default=lambda item: item.tolist()) for key, value in handle.attrs.items()}
+        data = {}
+        for name, dataset in handle.items():
+            values = dataset[()]
+            if h5py.check_vlen_dtype(dataset.dtype) is not None and not h5py.check_string_dtype(dataset.dtype):
+                data[name] = [[bytes(item) for item in row] for row in values]
+            else:
+                data[name] = (str(dataset.dtype), values.shape, np.nan_to_num(values, nan=-12345.0).tobytes()
+                              if values.dtype.kind != "O" else values.tolist())
+    return {"attrs": attrs, "data": data}
