@@ -25,6 +25,7 @@ COMMANDS = {
     "ablate": "Queue the experiments of a paper ablation table (dvc exp run --queue) and start them.",
     "report": "Markdown tables (and plots) of the ablation experiments -> report/<dataset>/.",
     "check-metrics": "Compare reproduced metrics with the committed ones; fail beyond a tolerance.",
+    "bench": "Speed of embedding, training and decoding against their baselines (a tool, not a stage).",
 }
 
 

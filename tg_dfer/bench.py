@@ -154,3 +154,172 @@ def bench_embed(device: str = "cpu", clips: int = 64, frames: int = 16, batch_si
     return EmbedBench(images=clips * frames, batch_size=batch_size, precision=str(loaded.model.dtype),
                       bare_images_per_s=1 / bare_s, embed_images_per_s=1 / embed_s,
                       embed_fraction_of_bare=bare_s / embed_s, decoder=used, workers=workers or os.cpu_count() or 1)
+
+
+# ------------------------------------------------------------------------------------------ train
+
+
+@dataclass
+class TrainBench:
+    clips: int  # clips in the cached epoch (e.g. DFEW's ~9,400 training clips)
+    loop_clips: int  # clips in the epoch with the image encoder in the loop
+    frames: int
+    batch_size: int
+    cached_epoch_s: float
+    cached_ms_per_clip: float
+    loop_ms_per_clip: float
+    loop_over_cached: float  # how many times slower per clip the image encoder in the loop is
+    projected_5_folds_x_50_epochs_s: float  # cached_epoch_s x 250: training steps only, no per-epoch scoring
+    features_mib: float  # the synthetic features.h5
+    peak_rss_mib: float
+    rss_increase_mib: float  # peak RSS minus the RSS before the cache was read
+
+
+def _synthetic_cache(path: Path, clips: int, frames: int, classes: int, dim: int, attrs: dict) -> None:
+    """A features.h5 of unit random frame embeddings, generated in slices so that making it adds no peak memory."""
+    rng = np.random.default_rng(0)
+    with FeaturesWriter(path, 1, frames, dim, attrs) as writer:
+        for start in range(0, clips, 512):
+            block = rng.standard_normal((min(512, clips - start), 1, frames, dim), dtype=np.float32)
+            block /= np.linalg.norm(block, axis=-1, keepdims=True)
+            for i, features in enumerate(block):
+                writer.append(f"c{start + i}", (start + i) % classes, features, frames, np.arange(frames),
+                              np.ones(frames))
+
+
+def current_rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def bench_train(device: str = "cpu", clips: int = 9400, loop_clips: int = 8, frames: int = 16, classes: int = 7,
+                batch_size: int = 48, repeats: int = 1) -> TrainBench:
+    """A training epoch of the default TG-DFER model on a cache of ``clips`` clips, and per clip with the image encoder in the loop."""
+    from tg_dfer.cache import read_features
+    from tg_dfer.model import ModelConfig, TextEncoder, build_model
+    from tg_dfer.train import ClipBank, Split, TrainConfig, parameter_groups, train_model
+
+    sync = synchroniser(device)
+    loaded = load_clip("ViT-B/32", "random", device=device)
+    encoder = TextEncoder.from_clip(loaded.model).to(device)
+    D, T = loaded.embed_dim, frames
+    text = F.normalize(torch.randn(classes, D, generator=torch.Generator().manual_seed(0)), dim=-1)
+    names = [f"class{k}" for k in range(classes)]
+
+    def fresh_model():
+        config = ModelConfig(embed_dim=D, num_classes=classes, num_frames=T, window=min(4, T))
+        return build_model(config, names, [f"an expression of {n}." for n in names], names, text, text,
+                           encoder=encoder, seed=0).to(device)
+
+    optim = TrainConfig(epochs=1, batch_size=batch_size, val_fraction=0.0, track_test=False)
+    with tempfile.TemporaryDirectory(prefix="tg-dfer-bench-") as folder:
+        path = Path(folder) / "features.h5"
+        attrs = {**loaded.attrs(), "class_names": names, "views": 1, "frames_per_clip": frames}
+        _synthetic_cache(path, clips, frames, classes, D, attrs)
+        features_mib = path.stat().st_size / (1 << 20)
+        before = current_rss_mib()
+        cache = read_features(path)
+        bank = ClipBank(cache, device)
+        labels = cache.label.astype(np.int64)
+        split = Split(train=np.arange(clips), val=np.zeros(0, np.int64), test=np.zeros(0, np.int64))
+        model = fresh_model()
+        cached = best_time(lambda: train_model(model, bank, labels, split, optim, progress=False), repeats, sync)
+        peak = peak_rss_mib()
+
+    # The same model, with every frame of every clip through the frozen image tower at every step.
+    rng = np.random.default_rng(0)
+    S = loaded.input_resolution
+    pixels = preprocess(torch.from_numpy(smooth_faces(16, 160, rng)), S)  # a few distinct images, reused
+    model = fresh_model().train()
+    optimizer = torch.optim.SGD(parameter_groups(model, optim), lr=optim.lr, momentum=optim.momentum,
+                                weight_decay=optim.weight_decay)
+    y = torch.from_numpy(np.arange(loop_clips) % classes).to(device)
+    mask = torch.ones(batch_size, T, dtype=torch.bool, device=device)
+    batch_pixels = pixels[torch.arange(batch_size * T) % len(pixels)].to(device)  # (B * T, 3, S, S)
+
+    def loop_epoch() -> None:
+        for start in range(0, loop_clips, batch_size):
+            rows = slice(start, min(start + batch_size, loop_clips))
+            B = rows.stop - rows.start
+            x = encode_images(loaded, batch_pixels[: B * T]).reshape(B, T, D)  # frozen: no gradient
+            loss = F.cross_entropy(model(x, mask[:B]).logits, y[rows])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+    in_loop = best_time(loop_epoch, repeats, sync)
+    cached_per_clip, loop_per_clip = cached / clips, in_loop / loop_clips
+    return TrainBench(clips=clips, loop_clips=loop_clips, frames=frames, batch_size=batch_size, cached_epoch_s=cached,
+                      cached_ms_per_clip=1e3 * cached_per_clip, loop_ms_per_clip=1e3 * loop_per_clip,
+                      loop_over_cached=loop_per_clip / cached_per_clip, projected_5_folds_x_50_epochs_s=250 * cached,
+                      features_mib=features_mib, peak_rss_mib=peak, rss_increase_mib=peak - before)
+
+
+# ----------------------------------------------------------------------------------------- decode
+
+
+@dataclass
+class DecodeBench:
+    clips: int
+    frames_per_video: int
+    sampled: int
+    size: str  # width x height of the videos
+    one_pass_ms_per_clip: float  # the select filter: only the sampled frames leave ffmpeg
+    decode_all_ms_per_clip: float  # every frame decoded, the sampled ones kept
+    decode_all_over_one_pass: float
+    workers: int
+    parallel_ms_per_clip: float  # one-pass decoding of the clips on ``workers`` threads
+    parallel_speedup: float
+
+
+def bench_decode(clips: int = 4, frames: int = 120, sampled: int = 16, width: int = 640, height: int = 480,
+                 max_side: int = 640, workers: int = 0, repeats: int = 1) -> DecodeBench:
+    """ffmpeg decoding of ``sampled`` segment-centre frames of ``frames``-frame H.264 clips."""
+    from tg_dfer.parallel import ordered_map
+    from tg_dfer.sampling import segment_indices
+    from tg_dfer.video import open_clip, scaled_size, write_video
+
+    workers = workers or os.cpu_count() or 1
+    indices, _ = segment_indices(frames, sampled, "centre")
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory(prefix="tg-dfer-bench-") as folder:
+        # Moving smooth content, so the encoder has real motion to code.
+        base = smooth_faces(1, max(width, height), rng)[0][:height, :width]
+        video = np.stack([np.roll(base, 4 * t, axis=1) for t in range(frames)])
+        paths = [Path(folder) / f"clip{i}.mp4" for i in range(clips)]
+        write_video(paths[0], video)
+        for path in paths[1:]:
+            path.write_bytes(paths[0].read_bytes())
+        opened = [open_clip(path) for path in paths]
+        w, h = scaled_size(width, height, max_side)
+        unique = np.unique(indices)
+
+        def one_pass(clip) -> np.ndarray:
+            return clip.read(indices, max_side=max_side)
+
+        def sequential() -> None:
+            for clip in opened:
+                one_pass(clip)
+
+        def decode_all() -> None:
+            for clip in opened:
+                clip._decode_all_keep(unique, w, h)
+
+        def parallel() -> None:
+            for _ in ordered_map(one_pass, opened, workers):
+                pass
+
+        nothing = synchroniser("cpu")
+        one = best_time(sequential, repeats, nothing) / clips
+        every = best_time(decode_all, repeats, nothing) / clips
+        threaded = best_time(parallel, repeats, nothing) / clips
+    return DecodeBench(clips=clips, frames_per_video=frames, sampled=sampled, size=f"{width}x{height}",
+                       one_pass_ms_per_clip=1e3 * one, decode_all_ms_per_clip=1e3 * every,
+                       decode_all_over_one_pass=every / one, workers=workers, parallel_ms_per_clip=1e3 * threaded,
+                       parallel_speedup=one / threaded)
+
+
+def as_dict(result) -> dict:
+    return {key: round(value, 4) if isinstance(value, float) else value for key, value in asdict(result).items()}

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import queue
-import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -18,6 +16,7 @@ from tg_dfer.augment import apply_view, draw_view
 from tg_dfer.backbone import LoadedClip, encode_texts, preprocess
 from tg_dfer.cache import FacesFile, FeaturesWriter, TextCache
 from tg_dfer.faces import decode_image
+from tg_dfer.parallel import prefetch as prefetch_batches
 from tg_dfer.prompt_sets import PromptSet
 from tg_dfer.sampling import subsample
 
@@ -102,39 +101,6 @@ def _stack(clip: _Clip, images: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(images)  # (F, H, W, 3)
 
 
-def _prefetch(items: Iterator, depth: int) -> Iterator:
-    """Run ``items`` in a background thread, ``depth`` items ahead; its exceptions re-raise here."""
-    results: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    done = object()
-
-    def work() -> None:
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        results.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            results.put(done)
-        except BaseException as error:  # handed to the consumer, which re-raises it
-            results.put(error)
-
-    thread = threading.Thread(target=work, name="embed-loader", daemon=True)
-    thread.start()
-    try:
-        while (item := results.get()) is not done:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join()
-
-
 def embed_faces(faces: FacesFile, labels: dict[str, int], loaded: LoadedClip, writer: FeaturesWriter,
                 frames: int, views: int, seed: int = 0, batch_size: int = 256,
                 progress: Callable[[int], None] | None = None, workers: int = 0, decoder: str = "auto",
@@ -183,7 +149,7 @@ def embed_faces(faces: FacesFile, labels: dict[str, int], loaded: LoadedClip, wr
                 yield batch, skipped
 
         pending = None
-        for batch, skipped in _prefetch(decoded_batches(), prefetch):
+        for batch, skipped in prefetch_batches(decoded_batches(), prefetch):
             if decoder == "torchvision":
                 skipped += _decode_torchvision(batch, device)
             summary.skipped.extend(skipped)
