@@ -89,7 +89,8 @@ def bench(part: str, device: str, precision: str, embed_clips: int, frames: int,
 SUMMARIES = {
     "embed": lambda r: (f"bare forward {r['bare_images_per_s']:.1f} images/s, embed path {r['embed_images_per_s']:.1f} "
                         f"images/s = {100 * r['embed_fraction_of_bare']:.0f}% of bare ({r['images']} images, batch "
-                        f"{r['batch_size']}, {r['precision']}, decoder {r['decoder']}, {r['workers']} workers)"),
+                        f"{r['batch_size']}, {r['precision']}, decoder {r['decoder']}, {r['workers']} workers); features.h5 "
+                        f"writer alone {r['writer_ms_per_clip']:.2f} ms/clip"),
     "train": lambda r: (f"cached epoch of {r['clips']} clips {r['cached_epoch_s']:.2f} s ({r['cached_ms_per_clip']:.3f} "
                         f"ms/clip; x250 = {r['projected_5_folds_x_50_epochs_s']:.0f} s for 5 folds x 50 epochs); image "
                         f"encoder in the loop {r['loop_ms_per_clip']:.1f} ms/clip = {r['loop_over_cached']:.0f}x slower; "

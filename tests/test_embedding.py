@@ -108,3 +108,19 @@ def test_unknown_decoder_is_refused(tmp_path, tiny):
     ids = write_faces(tmp_path / "faces.h5", [40])
     with pytest.raises(ValueError, match="unknown crop decoder 'nvjpeg'"):
         run_embed(tmp_path, tiny, tmp_path / "faces.h5", ids, 4, 1, decoder="nvjpeg")
+
+
+def test_crops_read_in_blocks_give_the_clips_of_one_block(tmp_path):
+    from tg_dfer.embedding import _read_batches
+
+    ids = write_faces(tmp_path / "faces.h5", [32] * 5, frames=4)
+    labels = {clip_id: 1 for clip_id in ids if clip_id != "c3"}
+    with FacesFile(tmp_path / "faces.h5") as faces:
+        runs = [list(_read_batches(faces, labels, np.array([1, 3]), 2, rows_per_read=rows)) for rows in (2, 64)]
+    for run in runs:
+        assert [[clip.clip_id for clip in batch] for batch, _ in run] == [["c0", "c1"], ["c2", "c4"], []]
+        assert [skip for _, skipped in run for skip in skipped] == [("c3", "not in the manifest"),
+                                                                     ("gone", "decoder error")]
+    for (first, _), (second, _) in zip(*runs):
+        for a, b in zip(first, second):
+            assert all(np.array_equal(x, y) for x, y in zip(a.crops, b.crops)) and len(a.crops) == 2

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from tg_dfer.backbone import LoadedClip, encode_images, load_clip, preprocess
-from tg_dfer.cache import FaceRecord, FacesFile, FacesWriter, FeatureCache, FeaturesWriter
+from tg_dfer.cache import FaceRecord, FacesFile, FacesWriter, FeaturesWriter
 from tg_dfer.embedding import embed_faces
 from tg_dfer.faces import encode_image
 
@@ -120,6 +120,7 @@ class EmbedBench:
     embed_fraction_of_bare: float
     decoder: str
     workers: int
+    writer_ms_per_clip: float  # FeaturesWriter.append alone: part of the embed path, on the main thread
 
 
 def bench_embed(device: str = "cpu", clips: int = 64, frames: int = 16, batch_size: int = 256, size: int = 224,
@@ -150,10 +151,19 @@ def bench_embed(device: str = "cpu", clips: int = 64, frames: int = 16, batch_si
                             decoder=decoder, compile=compile)
 
         embed_s = best_time(embed, repeats, sync) / (clips * frames)
+        block = np.zeros((1, frames, loaded.embed_dim), np.float32)
+
+        def write() -> None:
+            with FeaturesWriter(Path(folder) / "written.h5", 1, frames, loaded.embed_dim, attrs) as out:
+                for clip_id in ids:
+                    out.append(clip_id, 0, block, frames, np.arange(frames), np.ones(frames))
+
+        write_s = best_time(write, repeats, synchroniser("cpu")) / clips
     used = decoder if decoder != "auto" else ("torchvision" if torch.device(device).type == "cuda" else "opencv")
     return EmbedBench(images=clips * frames, batch_size=batch_size, precision=str(loaded.model.dtype),
                       bare_images_per_s=1 / bare_s, embed_images_per_s=1 / embed_s,
-                      embed_fraction_of_bare=bare_s / embed_s, decoder=used, workers=workers or os.cpu_count() or 1)
+                      embed_fraction_of_bare=bare_s / embed_s, decoder=used, workers=workers or os.cpu_count() or 1,
+                      writer_ms_per_clip=1e3 * write_s)
 
 
 # ------------------------------------------------------------------------------------------ train
