@@ -13,13 +13,14 @@ PARTS = ("embed", "train", "decode")
 @click.command("bench")
 @click.argument("part", type=click.Choice([*PARTS, "all"]), default="all")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda (embed and train).")
-@click.option("--precision", default="auto", show_default=True,
+@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default="auto", show_default=True,
               help="CLIP weights for embed: auto (fp16 on CUDA, fp32 on CPU) | fp32 | fp16 | bf16.")
 @click.option("--embed-clips", default=64, show_default=True, help="embed: clips in the synthetic faces.h5.")
 @click.option("--frames", default=16, show_default=True, help="embed and train: frames per clip.")
 @click.option("--batch-size", default=256, show_default=True, help="embed: images per forward pass.")
 @click.option("--workers", default=0, show_default=True, help="embed and decode: CPU threads (0 = one per core).")
-@click.option("--decoder", default="auto", show_default=True, help="embed: crop decoder auto | opencv | torchvision.")
+@click.option("--decoder", type=click.Choice(["auto", "opencv", "torchvision"]), default="auto", show_default=True,
+              help="embed: crop decoder (auto: batched nvJPEG on CUDA, OpenCV threads on CPU).")
 @click.option("--compile/--no-compile", "compile_", default=False, show_default=True,
               help="embed: torch.compile the image tower.")
 @click.option("--train-clips", default=9400, show_default=True, help="train: clips in the cached epoch (DFEW: ~9,400).")
