@@ -25,6 +25,8 @@ COMMANDS = {
     "ablate": "Queue the experiments of a paper ablation table (dvc exp run --queue) and start them.",
     "report": "Markdown tables (and plots) of the ablation experiments -> report/<dataset>/.",
     "check-metrics": "Compare reproduced metrics with the committed ones; fail beyond a tolerance.",
+    "export": "Bundle trained folds into one model file -> exports/<dataset>.pt.",
+    "predict": "Run a model file on new videos -> probabilities, frame influence, figures.",
     "bench": "Speed of embedding, training and decoding against their baselines (a tool, not a stage).",
 }
 
@@ -55,6 +57,7 @@ def main() -> None:
 
     The stages run in this order (`dvc repro` runs them all): demo, prepare, faces, embed, text,
     train, evaluate. Each reads the params.yaml section of its own name; `tg-dfer COMMAND --help`
-    says which files it reads and writes and which params it takes. The other commands are tools
-    around the pipeline (ablation queues, reports, the reproduction check).
+    says which files it reads and writes and which params it takes. Tools around the pipeline:
+    ablate, report and check-metrics (ablation queues, their report, the reproduction check);
+    export (trained folds -> one model file) and predict (a model file on your own videos).
     """

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import zlib
 from collections import Counter
 
 import click
@@ -13,11 +12,10 @@ from tqdm import tqdm
 from pipeline.params import DEFAULT_PARAMS, dataset_paths, load_params, require, section
 from tg_dfer import __version__
 from tg_dfer.backbone import WeightsError, pick_device
-from tg_dfer.cache import FaceRecord, FacesWriter
+from tg_dfer.cache import FacesWriter
 from tg_dfer.datasets.manifest import ManifestError, read_manifest
-from tg_dfer.faces import DETECTORS, IMAGE_FORMATS, CropPolicy, DetectorError, crop_clip, make_detector
+from tg_dfer.faces import DETECTORS, IMAGE_FORMATS, CropPolicy, DetectorError, crop_path, make_detector
 from tg_dfer.sampling import MODES
-from tg_dfer.video import VideoError, open_clip
 
 
 def read_policy(values: dict) -> tuple[CropPolicy, dict]:
@@ -82,14 +80,8 @@ def faces(params_path: str) -> None:
     frames_with_face = frames_total = 0
     with FacesWriter(paths["faces"], policy.frames_per_clip, attrs) as writer:
         for row in tqdm(manifest.rows, desc="faces", unit="clip"):
-            rng = np.random.default_rng([other["seed"], zlib.crc32(row.clip_id.encode("utf-8"))])
-            try:
-                clip = open_clip(paths["root"] / row.path, timeout=other["decode_timeout"])
-                record = crop_clip(row.clip_id, clip, detector, policy, rng)
-            except VideoError as error:
-                record = FaceRecord(row.clip_id, "failed", str(error))
-            except Exception as error:  # one bad clip must not lose the work on the others
-                record = FaceRecord(row.clip_id, "failed", f"{paths['root'] / row.path}: {type(error).__name__}: {error}")
+            record = crop_path(paths["root"] / row.path, row.clip_id, detector, policy, other["seed"],
+                               other["decode_timeout"])
             writer.append(record)
             statuses[record.status] += 1
             if record.status != "failed":

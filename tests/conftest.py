@@ -28,17 +28,21 @@ def frame_number(frame: np.ndarray, count: int) -> int:
     return int(np.argmin(np.abs(levels - frame.mean())))
 
 
-@pytest.fixture
-def tiny_clip_model():
+def tiny_clip(seed: int = 0):
     """A small CLIP of the real class, for tests that need the code path, not the size."""
     import torch
     from clip.model import CLIP
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     # Widths of 64: clip's build_model infers one attention head per 64 channels.
     return CLIP(embed_dim=32, image_resolution=32, vision_layers=1, vision_width=64, vision_patch_size=16,
                 context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1,
                 transformer_layers=1).eval()
+
+
+@pytest.fixture
+def tiny_clip_model():
+    return tiny_clip()
 
 
 @pytest.fixture

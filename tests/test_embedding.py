@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from tg_dfer.backbone import LoadedClip, encode_images, load_clip, preprocess
+from tg_dfer.backbone import LoadedClip, load_clip
 from tg_dfer.bench import smooth_faces
 from tg_dfer.cache import FaceRecord, FacesFile, FacesWriter, FeaturesWriter, read_features
-from tg_dfer.embedding import clip_views, embed_faces
-from tg_dfer.faces import decode_image, encode_image
+from tg_dfer.embedding import embed_faces, encode_pending, pending_clip
+from tg_dfer.faces import encode_image
 from tg_dfer.sampling import subsample
 
 
@@ -36,16 +36,15 @@ def run_embed(tmp_path, loaded, faces_path, ids, frames, views, name="features.h
     return summary, read_features(tmp_path / name)
 
 
-def reference(loaded, faces_path, clip_id_rows, frames, views):
-    """Clip by clip, image decoding by OpenCV, the slow obvious way: (N, V, F, D)."""
+def reference(loaded, faces_path, rows, frames, views):
+    """Clip by clip, as prediction on new videos embeds (pending_clip, encode_pending): (N, V, F, D)."""
     out = []
     with FacesFile(faces_path) as faces:
         positions = subsample(faces.frames_per_clip, frames)
-        for row in clip_id_rows:
-            crops = faces.crops(row)
-            decoded = torch.from_numpy(np.stack([decode_image(crops[int(p)]) for p in positions]))
-            pixels = preprocess(clip_views(decoded, faces.clip_id[row], views, 3), loaded.input_resolution)
-            out.append(encode_images(loaded, pixels).reshape(views, frames, -1).numpy())
+        for row in rows:
+            clip = pending_clip(faces.clip_id[row], 0, faces.crops(row), faces["frame_index"][row], faces["score"][row],
+                                int(faces["source_frames"][row]), positions, views, 3, loaded.input_resolution)
+            out.append(encode_pending(loaded, [clip], views, frames)[0])
     return np.stack(out)
 
 

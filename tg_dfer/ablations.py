@@ -280,6 +280,9 @@ def plot_table(table: Table, rows: list[Row], path: str) -> bool:
         if everything:
             axis.axhline(everything[0].metrics["uar"], color="grey", linestyle="--", label="all frames")
         axis.set_xscale("log", base=2)
+        ks = sorted({int(row.setting.cells[1]) for row in done if row.setting.cells[0] != "all"})
+        axis.set_xticks(ks, [str(k) for k in ks])
+        axis.minorticks_off()
         axis.set_xlabel("frames kept per clip (k)")
         axis.legend(frameon=False, fontsize=8)
     axis.set_ylabel("UAR (%)")

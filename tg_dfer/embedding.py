@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from tg_dfer.augment import apply_view, draw_view
-from tg_dfer.backbone import LoadedClip, encode_texts, preprocess
+from tg_dfer.backbone import LoadedClip, encode_images, encode_texts, preprocess
 from tg_dfer.cache import FacesFile, FeaturesWriter, TextCache
 from tg_dfer.faces import decode_image
 from tg_dfer.parallel import prefetch as prefetch_batches
@@ -43,11 +43,55 @@ class _Clip:
     frames: torch.Tensor | None = None
 
 
-def clip_views(frames: torch.Tensor, clip_id: str, views: int, seed: int) -> torch.Tensor:
+@dataclass
+class PendingClip:
+    """One clip's preprocessed crops, waiting for a batched CLIP forward pass."""
+
+    clip_id: str
+    label: int
+    valid: int  # frames that are not padding (1..F)
+    frame_index: np.ndarray  # (F,) source frame of each embedded frame
+    face_score: np.ndarray  # (F,) detector confidence, 0 where no face was found
+    pixels: torch.Tensor  # (V * F, 3, S, S)
+
+
+def view_frames(frames: torch.Tensor, clip_id: str, views: int, seed: int) -> torch.Tensor:
     """Every view of one clip's uint8 frames (F, H, W, 3) -> (V * F, H, W, 3), view-major, same device."""
     size = frames.shape[1]
     seen = [frames] + [apply_view(frames, draw_view(size, clip_id, view, seed)) for view in range(1, views)]
     return torch.cat(seen)
+
+
+def clip_views(crops: list[bytes], positions: np.ndarray, clip_id: str, views: int, seed: int,
+               resolution: int) -> torch.Tensor:
+    """The preprocessed pixels of every view of one clip: (V * F, 3, S, S), view-major."""
+    frames = torch.from_numpy(np.stack([decode_image(crops[int(p)]) for p in positions]))  # (F, H, W, 3)
+    return preprocess(view_frames(frames, clip_id, views, seed), resolution)
+
+
+def valid_frames(positions: np.ndarray, source_frames: int, stored: int) -> int:
+    """How many of the picks at ``positions`` are real frames, not padding (at least 1)."""
+    return max(int(np.sum(positions < min(int(source_frames), stored))), 1)
+
+
+def pending_clip(clip_id: str, label: int, crops: list[bytes], frame_index: np.ndarray, face_score: np.ndarray,
+                 source_frames: int, positions: np.ndarray, views: int, seed: int, resolution: int) -> PendingClip:
+    """The crops of one faces record at ``positions`` (segment-centre picks of its stored frames), ready to embed.
+
+    The clip-at-a-time path (prediction on new videos); :func:`embed_faces` batches the same steps.
+    """
+    pixels = clip_views(crops, positions, clip_id, views, seed, resolution)
+    return PendingClip(clip_id, label, valid_frames(positions, source_frames, len(crops)),
+                       np.asarray(frame_index)[positions], np.asarray(face_score)[positions], pixels)
+
+
+def encode_pending(loaded: LoadedClip, pending: list[PendingClip], views: int, frames: int) -> list[np.ndarray]:
+    """One CLIP forward pass over the crops of several clips: (V, F, D) float32 embeddings per clip."""
+    device = loaded.model.text_projection.device
+    pixels = torch.cat([clip.pixels for clip in pending]).to(device, non_blocking=True)
+    embedded = encode_images(loaded, pixels).cpu().numpy()
+    starts = np.cumsum([0] + [clip.pixels.shape[0] for clip in pending])
+    return [embedded[start:stop].reshape(views, frames, -1) for start, stop in zip(starts[:-1], starts[1:])]
 
 
 def _decode_opencv(clips: list[_Clip], pool: ThreadPoolExecutor) -> list[tuple[str, str]]:
@@ -185,8 +229,8 @@ def _read_batches(faces: FacesFile, labels: dict[str, int], positions: np.ndarra
             if clip_id not in labels:
                 skipped.append((clip_id, "not in the manifest"))
                 continue
-            valid = int(np.sum(positions < min(int(source_frames[row]), stored)))
-            batch.append(_Clip(clip_id, labels[clip_id], max(valid, 1), frame_index[row, positions],
+            valid = valid_frames(positions, source_frames[row], stored)
+            batch.append(_Clip(clip_id, labels[clip_id], valid, frame_index[row, positions],
                                score[row, positions], [block[row - first][int(p)] for p in positions]))
             if len(batch) == clips_per_batch:
                 yield batch, skipped
@@ -210,7 +254,7 @@ def _image_encoder(loaded: LoadedClip, compile: bool) -> Callable[[torch.Tensor]
 def _launch(clips: list[_Clip], encode: Callable, device: torch.device, views: int, seed: int, resolution: int,
             pad_to: int) -> tuple[torch.Tensor, torch.cuda.Event | None]:
     """Start encoding every view of ``clips``; returns the embeddings (on their way to the CPU) and an event."""
-    seen = [clip_views(clip.frames.to(device, non_blocking=True), clip.clip_id, views, seed) for clip in clips]
+    seen = [view_frames(clip.frames.to(device, non_blocking=True), clip.clip_id, views, seed) for clip in clips]
     if len({tuple(frames.shape) for frames in seen}) == 1:
         pixels = preprocess(torch.cat(seen), resolution)  # (n * V * F, 3, S, S)
     else:  # crop sizes differ between clips: resize each clip on its own

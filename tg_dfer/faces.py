@@ -19,15 +19,17 @@ from __future__ import annotations
 
 import math
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
 
 from tg_dfer.cache import NUM_LANDMARKS, FaceRecord
 from tg_dfer.sampling import segment_indices
-from tg_dfer.video import Clip
+from tg_dfer.video import Clip, VideoError, open_clip
 
 DETECTORS = ("face_alignment", "opencv", "none")
 IMAGE_FORMATS = ("jpeg", "png")
@@ -283,3 +285,28 @@ def crop_clip(clip_id: str, clip: Clip, detector, policy: CropPolicy,
         status, reason = "no_face", f"no face found in any of {F} sampled frames; centre crop used"
     return FaceRecord(clip_id=clip_id, status=status, reason=reason, source_frames=clip.info.num_frames,
                       frame_index=indices, box=boxes, score=score, landmarks=landmarks, crops=crops)
+
+
+def clip_rng(seed: int, clip_id: str) -> np.random.Generator:
+    """The random stream of one clip: the same for a clip whatever the order or subset of clips."""
+    return np.random.default_rng([seed, zlib.crc32(clip_id.encode("utf-8"))])
+
+
+def guarded(path: str | Path, clip_id: str, work: Callable[[], FaceRecord]) -> FaceRecord:
+    """``work()``, or a ``failed`` record naming ``path`` and the reason: one bad clip never stops a run."""
+    try:
+        return work()
+    except VideoError as error:
+        return FaceRecord(clip_id, "failed", str(error))
+    except Exception as error:  # one bad clip must not lose the work on the others
+        return FaceRecord(clip_id, "failed", f"{path}: {type(error).__name__}: {error}")
+
+
+def crop_path(path: str | Path, clip_id: str, detector, policy: CropPolicy, seed: int = 0,
+              timeout: float | None = None) -> FaceRecord:
+    """Open, sample, detect and crop the clip at ``path`` (a video file or a frame folder).
+
+    Never raises for a bad clip: an unreadable one gives status ``failed`` with the reason.
+    """
+    return guarded(path, clip_id, lambda: crop_clip(clip_id, open_clip(path, timeout=timeout), detector, policy,
+                                                    clip_rng(seed, clip_id)))

@@ -214,6 +214,7 @@ class Predictions:
     influence: np.ndarray  # (N, T) float32 frame score of the predicted class, NaN on padding
     frame_index: np.ndarray  # (N, T) int64 source frames seen, -1 on padding
     loss: float  # mean cross-entropy over the labelled clips (NaN if none)
+    frame_scores: np.ndarray | None = None  # (N, T, C) float32 per-frame score of every class, NaN on padding
 
     @property
     def pred(self) -> np.ndarray:
@@ -222,17 +223,18 @@ class Predictions:
 
 @torch.no_grad()
 def predict(model: TGDFER, bank: ClipBank, rows: np.ndarray, labels: np.ndarray | None = None,
-            batch_size: int = 256, masks: np.ndarray | None = None) -> Predictions:
+            batch_size: int = 256, masks: np.ndarray | None = None, all_classes: bool = False) -> Predictions:
     """Run ``model`` on the test-time frames of ``rows``. X^FP is computed once for all batches.
 
     ``masks`` (N, T) bool, optional, further restricts the frames each clip may use (Table 6's
-    inference on selected frames); padding stays masked whatever it says.
+    inference on selected frames); padding stays masked whatever it says. ``all_classes`` also
+    keeps the frame scores of every class (an ensemble needs those of the class it predicts).
     """
     model.eval()
     rows = np.asarray(rows, dtype=np.int64)
     T = model.config.num_frames
     text = model.text_features()  # (C, D)
-    probs, influence, seen, losses = [], [], [], []
+    probs, influence, seen, losses, scores = [], [], [], [], []
     for start in range(0, len(rows), batch_size):
         chunk = rows[start:start + batch_size]
         x, mask, source = bank.batch(chunk, T)
@@ -242,6 +244,8 @@ def predict(model: TGDFER, bank: ClipBank, rows: np.ndarray, labels: np.ndarray 
         probs.append(out.probs.float().cpu().numpy())
         influence.append(out.influence().float().cpu().numpy())
         seen.append(np.where(mask.cpu().numpy(), source, -1))
+        if all_classes:
+            scores.append(out.frame_scores.float().masked_fill(~out.mask.unsqueeze(-1), float("nan")).cpu().numpy())
         if labels is not None:
             y = torch.as_tensor(labels[chunk], device=x.device)
             known = y >= 0
@@ -255,6 +259,7 @@ def predict(model: TGDFER, bank: ClipBank, rows: np.ndarray, labels: np.ndarray 
         influence=np.concatenate(influence) if influence else np.zeros((0, T), np.float32),
         frame_index=np.concatenate(seen) if seen else np.zeros((0, T), np.int64),
         loss=sum(losses) / count if count else float("nan"),
+        frame_scores=(np.concatenate(scores) if scores else np.zeros((0, T, C), np.float32)) if all_classes else None,
     )
 
 
@@ -470,19 +475,30 @@ def _learner_texts(config: ModelConfig, text: TextCache) -> list[str]:
     return list(text.descriptor_prompts if descriptors else text.class_prompts)
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint with ``weights_only=True`` (no code runs) and check its format."""
+def load_payload(path: str | Path, expected: str, error_type: type[Exception], what: str, missing: str,
+                 hints: dict[str, str] | None = None) -> dict[str, Any]:
+    """A ``torch.save`` file of tensors and plain containers whose ``format`` key is ``expected``.
+
+    Read with ``weights_only=True``, so no code runs. Errors are ``error_type`` naming the file;
+    ``missing`` says how to make it, ``hints`` what to do with a file of another known format.
+    """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint (run the train stage for this fold)")
+        raise error_type(f"{path}: no such {what} ({missing})")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several unrelated types for foreign files
-        raise CheckpointError(f"{path}: not a readable checkpoint ({error})") from error
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise error_type(f"{path}: not a readable {what} ({error})") from error
+    if not isinstance(payload, dict) or payload.get("format") != expected:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise CheckpointError(f"{path}: format {found!r}, expected {CHECKPOINT_FORMAT}")
+        hint = (hints or {}).get(found)
+        raise error_type(f"{path}: format {found!r}, expected {expected}" + (f" ({hint})" if hint else ""))
     return payload
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True`` (no code runs) and check its format."""
+    return load_payload(path, CHECKPOINT_FORMAT, CheckpointError, "checkpoint", "run the train stage for this fold")
 
 
 def model_from_checkpoint(checkpoint: dict[str, Any], which: str = "best", encoder: TextEncoder | None = None,

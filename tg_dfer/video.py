@@ -15,15 +15,23 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import cv2
 import ffmpeg
 import numpy as np
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+# Suffixes taken as videos when a folder is searched for clips (a file named explicitly is tried whatever it is).
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".flv", ".mpg", ".mpeg", ".wmv", ".3gp", ".ts",
+                  ".mts")
+
+
+# ffmpeg's expression parser refuses a select expression of more terms ("Cannot allocate memory").
+SELECT_LIMIT = 100
 
 
 class VideoError(Exception):
@@ -70,6 +78,14 @@ class Clip:
         ``max_side`` downscales frames whose longer side exceeds it, keeping the aspect ratio.
         """
         raise NotImplementedError
+
+    def stream(self, indices: Sequence[int], max_side: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """(index, frame) for each distinct index of ``indices`` in increasing order, decoded lazily.
+
+        For many frames of a long clip (sliding windows): only the frames not yet consumed are held.
+        """
+        for index in np.unique(_check_indices(self.path, indices, self.info.num_frames)):
+            yield int(index), self.read([index], max_side)[0]
 
 
 def scaled_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
@@ -154,11 +170,53 @@ class VideoClip(Clip):
         wanted = _check_indices(self.path, indices, self.info.num_frames)
         unique = np.unique(wanted)
         width, height = scaled_size(self.info.width, self.info.height, max_side)
-        frames = self._decode_selected(unique, width, height)
+        if len(unique) > SELECT_LIMIT:
+            frames = np.stack([frame for _, frame in self.stream(unique, max_side)])
+        else:
+            frames = self._decode_selected(unique, width, height)
         if len(frames) != len(unique):
             frames = self._decode_all_keep(unique, width, height)
         position = {int(index): row for row, index in enumerate(unique)}
         return frames[[position[int(index)] for index in wanted]]
+
+    def stream(self, indices: Sequence[int], max_side: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        # One sequential decoding pass read from the pipe frame by frame: a select expression
+        # takes at most SELECT_LIMIT frames, and one pass per chunk would decode a long video
+        # many times.
+        wanted = np.unique(_check_indices(self.path, indices, self.info.num_frames))
+        width, height = scaled_size(self.info.width, self.info.height, max_side)
+        video = ffmpeg.input(str(self.path)).video
+        if (width, height) != (self.info.width, self.info.height):
+            video = video.filter("scale", width, height, flags="area")
+        args = (video.output("pipe:", format="rawvideo", pix_fmt="rgb24", fps_mode="passthrough")
+                .global_args("-hide_banner", "-nostdin", "-loglevel", "error").compile(cmd=self.binary))
+        frame_bytes = width * height * 3
+        with tempfile.TemporaryFile() as log:
+            process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log)
+            try:
+                last, position, number = None, 0, 0
+                while position < len(wanted):
+                    raw = process.stdout.read(frame_bytes)
+                    if len(raw) < frame_bytes:
+                        break
+                    last = np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 3)
+                    if number == wanted[position]:
+                        yield number, last
+                        position += 1
+                    number += 1
+                if position < len(wanted):
+                    if last is None:
+                        process.wait()
+                        log.seek(0)
+                        reason = _last_error_line(log.read().decode("utf-8", errors="replace"))
+                        raise VideoError(f"{self.path}: decoding failed ({reason or 'decoder produced no frames'})")
+                    # As read(): indices past the real end of a stream get its last decoded frame.
+                    for index in wanted[position:]:
+                        yield int(index), last
+            finally:
+                process.kill()
+                process.stdout.close()
+                process.wait()
 
     def _decode(self, video, width: int, height: int, what: str) -> np.ndarray:
         if (width, height) != (self.info.width, self.info.height):
