@@ -28,6 +28,7 @@ COMMANDS = {
     "check-metrics": "Compare reproduced metrics with the committed ones; fail beyond a tolerance.",
     "export": "Bundle trained folds into one model file -> exports/<dataset>.pt.",
     "predict": "Run a model file on new videos -> probabilities, frame influence, figures.",
+    "bench": "Speed of embedding, training and decoding against their baselines (a tool, not a stage).",
 }
 
 

@@ -16,11 +16,11 @@ import tg_dfer.embedding
 from pipeline.params import DEFAULT_PARAMS, clip_settings, dataset_paths, load_params, require, section
 from pipeline.shards import (WHOLE, Shard, check_shard_params, code_digest, file_identity, kill_point, shard_from_env,
                              shard_options, shard_paths)
-from tg_dfer.backbone import LoadedClip, WeightsError, load_clip, pick_device, sha256_file
+from tg_dfer.backbone import PRECISIONS, LoadedClip, WeightsError, load_clip, pick_device, sha256_file
 from tg_dfer.cache import (FEATURES_SCHEMA, ClipJournal, FacesFile, FeaturesWriter, SchemaError, ShardSet,
                            write_text_atomic)
 from tg_dfer.datasets.manifest import ManifestError, read_manifest
-from tg_dfer.embedding import embed_faces, skip_reason
+from tg_dfer.embedding import DECODERS, clip_batches, embed_faces, skip_reason
 
 
 @click.command("embed")
@@ -30,7 +30,8 @@ def embed(params_path: str, shard: Shard | None, merge_count: int | None) -> Non
     """Embed the face crops with the frozen CLIP image encoder -> data/<dataset>/features.h5.
 
     Reads data/<dataset>/faces.h5 and manifest.csv. Features are L2-normalised, stored as float16
-    (N, views, frames_per_clip, D); computed in fp16 on a CUDA GPU when there is one, fp32 on CPU.
+    (N, views, frames_per_clip, D); computed in embed.precision (auto: fp16 on a CUDA GPU, fp32 on
+    CPU) while the next batches are read and decoded in the background.
     Clips whose faces stage failed are skipped and listed in data/<dataset>/embed_skipped.json.
 
     Finished clips are kept in data/<dataset>/features.h5.parts/ until the run completes: a run
@@ -39,7 +40,10 @@ def embed(params_path: str, shard: Shard | None, merge_count: int | None) -> Non
 
     Params: embed.frames_per_clip (<= faces.frames_per_clip; segment-centre picks of the stored
     crops), embed.views (1 = clean only; views 1.. add a random crop, flip, rotation and colour
-    jitter per clip), embed.seed, embed.batch_size (images per forward pass, in whole clips);
+    jitter per clip), embed.seed, embed.batch_size (images per forward pass, in whole clips),
+    embed.precision (auto: fp16 on CUDA, fp32 on CPU | fp32 | fp16 | bf16), embed.workers (CPU
+    threads decoding crops, 0 = one per core), embed.decoder (auto | opencv | torchvision:
+    batched nvJPEG on CUDA), embed.compile (torch.compile the image tower);
     clip.model, clip.checkpoint (path, empty for the clip package's cache file, or random: demo
     only), clip.seed, clip.device (auto | cpu | cuda).
     """
@@ -51,6 +55,10 @@ def embed(params_path: str, shard: Shard | None, merge_count: int | None) -> Non
     views = require(values, "views", int, "embed", minimum=1)
     seed = require(values, "seed", int, "embed")
     batch_size = require(values, "batch_size", int, "embed", minimum=1)
+    precision = require(values, "precision", str, "embed", choices=("auto", *PRECISIONS))
+    speed = {"workers": require(values, "workers", int, "embed", minimum=0),
+             "decoder": require(values, "decoder", str, "embed", choices=DECODERS),
+             "compile": require(values, "compile", bool, "embed")}
     settings = clip_settings(params)
     paths = dataset_paths(params)
     try:
@@ -74,24 +82,14 @@ def embed(params_path: str, shard: Shard | None, merge_count: int | None) -> Non
             shard = shard or shard_from_env() or WHOLE
             try:
                 loaded = load_clip(settings["name"], settings["checkpoint"], rank_device(settings["device"]),
-                                   settings["seed"])
+                                   settings["seed"], precision)
             except WeightsError as error:
                 raise click.ClickException(str(error)) from error
             attrs = {**loaded.attrs(), "class_names": manifest.class_names, "views": views, "frames_per_clip": frames,
                      "faces_frames_per_clip": faces.frames_per_clip, "params": stage_params}
             target = run_embed(paths, faces, labels, loaded, shard.take(clip_batches(rows, batch_size, views, frames)),
-                               shard, attrs, seed, batch_size)
+                               shard, attrs, seed, batch_size, speed)
     report_embed(paths, target, skipped)
-
-
-def clip_batches(rows: list[int], batch_size: int, views: int, frames: int) -> list[list[int]]:
-    """The rows in batches of whole clips, at most ``batch_size`` images (at least one clip) each.
-
-    Batches are fixed by the list of clips alone, whatever was done before: every run, resumed or
-    sharded, puts the same images through each forward pass, so the numbers come out the same.
-    """
-    per_batch = max(1, batch_size // (views * frames))
-    return [rows[start:start + per_batch] for start in range(0, len(rows), per_batch)]
 
 
 def rank_device(requested: str) -> str:
@@ -103,7 +101,7 @@ def rank_device(requested: str) -> str:
 
 
 def run_embed(paths: dict, faces: FacesFile, labels: dict, loaded: LoadedClip, batches: list[list[int]],
-              shard: Shard, attrs: dict, seed: int, batch_size: int) -> Path:
+              shard: Shard, attrs: dict, seed: int, batch_size: int, speed: dict) -> Path:
     """Embed this shard's batches, resuming from its journal; returns the file written."""
     target = shard.path(paths["features"])
     views, frames = attrs["views"], attrs["frames_per_clip"]
@@ -132,12 +130,10 @@ def run_embed(paths: dict, faces: FacesFile, labels: dict, loaded: LoadedClip, b
             kill_point("clip", self.written)
 
     writer = JournalWriter()
-    with tqdm(total=len(mine), desc="embed", unit="clip") as bar:
-        for batch in batches:
-            if done.issuperset(batch):
-                bar.update(len(batch))
-                continue
-            embed_faces(faces, labels, loaded, writer, frames, views, seed, batch_size, progress=bar.update, rows=batch)
+    todo = [batch for batch in batches if not done.issuperset(batch)]
+    with tqdm(total=len(mine), initial=len(mine) - sum(map(len, todo)), desc="embed", unit="clip") as bar:
+        embed_faces(faces, labels, loaded, writer, frames, views, seed, batch_size, progress=bar.update,
+                    batches=todo, **speed)
     shard_attrs = {"shard": shard.label} if shard.count > 1 else {}
     with FeaturesWriter(target, views, frames, loaded.embed_dim, {**attrs, **shard_attrs}) as out:
         for count, row in enumerate(mine, start=1):

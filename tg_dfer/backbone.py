@@ -132,9 +132,26 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return loaded
 
 
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def model_dtype(precision: str, device: str) -> torch.dtype:
+    """The weight dtype of ``precision`` (auto: fp16 on a CUDA GPU, where CLIP was trained in it; fp32 elsewhere)."""
+    if precision == "auto":
+        return torch.float16 if torch.device(device).type == "cuda" else torch.float32
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of auto, {', '.join(PRECISIONS)}")
+    return PRECISIONS[precision]
+
+
 def load_clip(name: str = "ViT-B/32", checkpoint: str | os.PathLike | None = None, device: str = "cpu",
-              seed: int = 0) -> LoadedClip:
-    """Load frozen CLIP weights offline; see the module docstring for where they come from."""
+              seed: int = 0, precision: str = "auto") -> LoadedClip:
+    """Load frozen CLIP weights offline; see the module docstring for where they come from.
+
+    ``precision`` (auto | fp32 | fp16 | bf16) is the dtype the weights are cast to; CLIP's own
+    LayerNorm still computes in fp32 and encoders return fp32 embeddings.
+    """
+    dtype = model_dtype(precision, device)
     if checkpoint == "random":
         model = random_clip(name, seed)
         sha = state_dict_sha256(model.state_dict())
@@ -158,9 +175,10 @@ def load_clip(name: str = "ViT-B/32", checkpoint: str | os.PathLike | None = Non
         loaded = LoadedClip(model, name, sha256_file(path), random_weights=False, source=str(path))
     for parameter in loaded.model.parameters():
         parameter.requires_grad_(False)
-    loaded.model.to(device)
-    if torch.device(device).type == "cuda":
-        loaded.model.half()
+    loaded.model.to(device=device, dtype=dtype)
+    for module in loaded.model.modules():
+        if isinstance(module, torch.nn.LayerNorm):
+            module.float()  # CLIP's LayerNorm computes in fp32 (as clip's own fp16 conversion leaves it)
     return loaded
 
 

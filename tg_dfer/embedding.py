@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from tg_dfer.augment import apply_view, draw_view
 from tg_dfer.backbone import LoadedClip, encode_images, encode_texts, preprocess
 from tg_dfer.cache import FacesFile, FeaturesWriter, TextCache
 from tg_dfer.faces import decode_image
+from tg_dfer.parallel import prefetch as prefetch_batches
 from tg_dfer.prompt_sets import PromptSet
 from tg_dfer.sampling import subsample
 
@@ -20,6 +25,22 @@ from tg_dfer.sampling import subsample
 class EmbedSummary:
     embedded: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (clip_id, reason)
+
+
+DECODERS = ("auto", "opencv", "torchvision")
+
+
+@dataclass
+class _Clip:
+    """One clip on its way through the loader; ``frames`` (F, H, W, 3) uint8 once decoded."""
+
+    clip_id: str
+    label: int
+    valid: int
+    frame_index: np.ndarray
+    face_score: np.ndarray
+    crops: list[np.ndarray]  # encoded images, uint8
+    frames: torch.Tensor | None = None
 
 
 @dataclass
@@ -34,23 +55,34 @@ class PendingClip:
     pixels: torch.Tensor  # (V * F, 3, S, S)
 
 
+def view_frames(frames: torch.Tensor, clip_id: str, views: int, seed: int) -> torch.Tensor:
+    """Every view of one clip's uint8 frames (F, H, W, 3) -> (V * F, H, W, 3), view-major, same device."""
+    size = frames.shape[1]
+    seen = [frames] + [apply_view(frames, draw_view(size, clip_id, view, seed)) for view in range(1, views)]
+    return torch.cat(seen)
+
+
 def clip_views(crops: list[bytes], positions: np.ndarray, clip_id: str, views: int, seed: int,
                resolution: int) -> torch.Tensor:
     """The preprocessed pixels of every view of one clip: (V * F, 3, S, S), view-major."""
     frames = torch.from_numpy(np.stack([decode_image(crops[int(p)]) for p in positions]))  # (F, H, W, 3)
-    size = frames.shape[1]
-    seen = [frames] + [apply_view(frames, draw_view(size, clip_id, view, seed)) for view in range(1, views)]
-    return preprocess(torch.cat(seen), resolution)
+    return preprocess(view_frames(frames, clip_id, views, seed), resolution)
+
+
+def valid_frames(positions: np.ndarray, source_frames: int, stored: int) -> int:
+    """How many of the picks at ``positions`` are real frames, not padding (at least 1)."""
+    return max(int(np.sum(positions < min(int(source_frames), stored))), 1)
 
 
 def pending_clip(clip_id: str, label: int, crops: list[bytes], frame_index: np.ndarray, face_score: np.ndarray,
                  source_frames: int, positions: np.ndarray, views: int, seed: int, resolution: int) -> PendingClip:
-    """The crops of one faces record at ``positions`` (segment-centre picks of its stored frames), ready to embed."""
-    stored = len(crops)
-    valid = int(np.sum(positions < min(int(source_frames), stored)))
+    """The crops of one faces record at ``positions`` (segment-centre picks of its stored frames), ready to embed.
+
+    The clip-at-a-time path (prediction on new videos); :func:`embed_faces` batches the same steps.
+    """
     pixels = clip_views(crops, positions, clip_id, views, seed, resolution)
-    return PendingClip(clip_id, label, max(valid, 1), np.asarray(frame_index)[positions],
-                       np.asarray(face_score)[positions], pixels)
+    return PendingClip(clip_id, label, valid_frames(positions, source_frames, len(crops)),
+                       np.asarray(frame_index)[positions], np.asarray(face_score)[positions], pixels)
 
 
 def encode_pending(loaded: LoadedClip, pending: list[PendingClip], views: int, frames: int) -> list[np.ndarray]:
@@ -62,6 +94,57 @@ def encode_pending(loaded: LoadedClip, pending: list[PendingClip], views: int, f
     return [embedded[start:stop].reshape(views, frames, -1) for start, stop in zip(starts[:-1], starts[1:])]
 
 
+def _decode_opencv(clips: list[_Clip], pool: ThreadPoolExecutor) -> list[tuple[str, str]]:
+    """Decode every crop of ``clips`` on CPU threads (OpenCV releases the GIL); returns the failures."""
+    def one(clip: _Clip) -> str | None:
+        try:
+            clip.frames = _stack(clip, [torch.from_numpy(decode_image(crop)) for crop in clip.crops])
+        except ValueError as error:
+            return str(error)
+        return None
+
+    return [(clip.clip_id, reason) for clip, reason in zip(clips, pool.map(one, clips)) if reason]
+
+
+def _decode_torchvision(clips: list[_Clip], device: torch.device) -> list[tuple[str, str]]:
+    """Decode all crops of ``clips`` in one call on ``device`` (batched nvJPEG on a CUDA GPU)."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    def decode(crops: list[np.ndarray]) -> list[torch.Tensor]:
+        data = [torch.from_numpy(crop) for crop in crops]
+        with warnings.catch_warnings():
+            # torchvision 0.29 points to TorchCodec, which has no batched nvJPEG image decoder to offer here.
+            warnings.filterwarnings("ignore", message="The image decoding", category=DeprecationWarning)
+            return [image.permute(1, 2, 0) for image in decode_jpeg(data, mode=ImageReadMode.RGB, device=device)]
+
+    if not clips:
+        return []
+    try:
+        images = decode([crop for clip in clips for crop in clip.crops])
+    except RuntimeError:  # one bad crop fails the whole call: find it clip by clip
+        failed = []
+        for clip in clips:
+            try:
+                clip.frames = _stack(clip, decode(clip.crops))
+            except (RuntimeError, ValueError) as error:
+                failed.append((clip.clip_id, f"undecodable crop ({str(error).splitlines()[0]})"))
+        return failed
+    failed, start = [], 0
+    for clip in clips:
+        try:
+            clip.frames = _stack(clip, images[start:start + len(clip.crops)])
+        except ValueError as error:
+            failed.append((clip.clip_id, str(error)))
+        start += len(clip.crops)
+    return failed
+
+
+def _stack(clip: _Clip, images: list[torch.Tensor]) -> torch.Tensor:
+    if len({tuple(image.shape) for image in images}) > 1:
+        raise ValueError(f"crops of different sizes {sorted({tuple(i.shape[:2]) for i in images})}")
+    return torch.stack(images)  # (F, H, W, 3)
+
+
 def skip_reason(faces: FacesFile, row: int, labels: dict[str, int]) -> str:
     """Why clip ``row`` of ``faces`` cannot be embedded; empty when it can."""
     if faces.status[row] == "failed":
@@ -71,43 +154,153 @@ def skip_reason(faces: FacesFile, row: int, labels: dict[str, int]) -> str:
     return ""
 
 
+def clip_batches(rows: Sequence[int], batch_size: int, views: int, frames: int) -> list[list[int]]:
+    """``rows`` in batches of whole clips, at most ``batch_size`` images (at least one clip) each.
+
+    Batches depend on the list of clips alone: every run, resumed or sharded, puts the same images
+    through each forward pass, so the numbers come out the same.
+    """
+    per_batch = max(1, batch_size // (views * frames))
+    return [list(rows[start:start + per_batch]) for start in range(0, len(rows), per_batch)]
+
+
 def embed_faces(faces: FacesFile, labels: dict[str, int], loaded: LoadedClip, writer: FeaturesWriter,
                 frames: int, views: int, seed: int = 0, batch_size: int = 256,
-                progress: Callable[[int], None] | None = None, rows: Sequence[int] | None = None) -> EmbedSummary:
-    """Embed every clip of ``faces`` (or its ``rows``) that has crops, in batches of about ``batch_size`` images.
+                progress: Callable[[int], None] | None = None, workers: int = 0, decoder: str = "auto",
+                prefetch: int = 2, compile: bool = False,
+                batches: Sequence[Sequence[int]] | None = None) -> EmbedSummary:
+    """Embed every clip of ``faces`` that has crops, in forward passes of at most ``batch_size`` images.
+
+    ``batches`` (rows of ``faces``, whole clips per forward pass) restricts and fixes the passes,
+    as resumed and sharded runs need; default: every row, by :func:`clip_batches`.
 
     ``frames`` of the ``faces.frames_per_clip`` stored crops are kept by segment-centre picks.
-    Clips whose face stage failed are skipped and listed in the summary with the reason.
+    Clips whose face stage failed, or whose crops do not decode, are skipped and listed in the
+    summary with the reason.
+
+    Speed (none of it changes the features beyond float tolerance): a background thread reads and
+    decodes the next ``prefetch`` batches while the current one is encoded; ``workers`` CPU
+    threads decode JPEG/PNG crops with OpenCV (0 = one per core); ``decoder`` auto picks batched
+    nvJPEG (torchvision) on a CUDA GPU for JPEG crops, OpenCV otherwise. Augmented views, resizing
+    and normalisation run on the model's device; the weights' dtype is the precision
+    (:func:`tg_dfer.backbone.load_clip`). ``compile`` runs the image tower through torch.compile
+    (batches are then padded to one fixed size so it compiles once).
     """
     stored = faces.frames_per_clip
     if frames > stored:
         raise ValueError(f"embed.frames_per_clip = {frames} exceeds the {stored} frames per clip in {faces.path}")
+    if decoder not in DECODERS:
+        raise ValueError(f"unknown crop decoder {decoder!r}; choose one of {', '.join(DECODERS)}")
+    device = loaded.model.text_projection.device
+    if decoder == "auto":
+        decoder = "torchvision" if device.type == "cuda" and faces.attrs.get("image_format") == "jpeg" else "opencv"
     positions = subsample(stored, frames)
-    frame_index, score, source_frames = faces["frame_index"], faces["score"], faces["source_frames"]
+    if batches is None:
+        batches = clip_batches(range(len(faces)), batch_size, views, frames)
+    clips_per_batch = max(len(batch) for batch in batches) if batches else 1
     summary = EmbedSummary()
-    pending: list[PendingClip] = []
+    encode = _image_encoder(loaded, compile)
+    pad_to = clips_per_batch * views * frames if compile else 0
 
-    def flush() -> None:
-        for clip, block in zip(pending, encode_pending(loaded, pending, views, frames)):
-            writer.append(clip.clip_id, clip.label, block, clip.valid, clip.frame_index, clip.face_score)
-            summary.embedded += 1
-        pending.clear()
+    def report(count: int) -> None:
+        if progress and count:
+            progress(count)
 
-    for row in range(len(faces)) if rows is None else rows:
-        clip_id = faces.clip_id[row]
-        if progress:
-            progress(1)
-        reason = skip_reason(faces, row, labels)
-        if reason:
-            summary.skipped.append((clip_id, reason))
-            continue
-        pending.append(pending_clip(clip_id, labels[clip_id], faces.crops(row), frame_index[row], score[row],
-                                    int(source_frames[row]), positions, views, seed, loaded.input_resolution))
-        if sum(clip.pixels.shape[0] for clip in pending) >= batch_size:
-            flush()
-    if pending:
-        flush()
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1, thread_name_prefix="embed-decode") as pool:
+        def decoded_batches() -> Iterator[tuple[list[_Clip], list[tuple[str, str]]]]:
+            for batch, skipped in _read_batches(faces, labels, positions, batches):
+                if decoder == "opencv":
+                    skipped += _decode_opencv(batch, pool)
+                    if device.type == "cuda":  # pinned pages let the copy to the GPU run asynchronously
+                        for clip in batch:
+                            if clip.frames is not None:
+                                clip.frames = clip.frames.pin_memory()
+                yield batch, skipped
+
+        pending = None
+        for batch, skipped in prefetch_batches(decoded_batches(), prefetch):
+            if decoder == "torchvision":
+                skipped += _decode_torchvision(batch, device)
+            summary.skipped.extend(skipped)
+            report(len(skipped))
+            ready = [clip for clip in batch if clip.frames is not None]
+            launched = _launch(ready, encode, device, views, seed, loaded.input_resolution, pad_to) if ready else None
+            if pending:  # the previous batch finishes copying back while this one computes
+                _finish(*pending, writer, views, frames, summary, report)
+            pending = (ready, launched) if ready else None
+        if pending:
+            _finish(*pending, writer, views, frames, summary, report)
     return summary
+
+
+def _read_batches(faces: FacesFile, labels: dict[str, int], positions: np.ndarray, batches: Sequence[Sequence[int]]
+                  ) -> Iterator[tuple[list[_Clip], list[tuple[str, str]]]]:
+    """Each batch's clips to embed with their chosen crops, and those of its rows that are skipped.
+
+    The crops of a batch come in one HDF5 read of the row range it spans: one call per clip
+    costs about twice as much, and the whole dataset is never read at once (gigabytes).
+    """
+    stored = faces.frames_per_clip
+    frame_index, score, source_frames = faces["frame_index"], faces["score"], faces["source_frames"]
+    crops = faces.handle["crops"]  # (N, stored) encoded images
+    for rows in batches:
+        first = min(rows, default=0)
+        block = crops[first:max(rows, default=-1) + 1]
+        batch: list[_Clip] = []
+        skipped: list[tuple[str, str]] = []
+        for row in rows:
+            clip_id = faces.clip_id[row]
+            reason = skip_reason(faces, row, labels)
+            if reason:
+                skipped.append((clip_id, reason))
+                continue
+            valid = valid_frames(positions, source_frames[row], stored)
+            batch.append(_Clip(clip_id, labels[clip_id], valid, frame_index[row, positions],
+                               score[row, positions], [block[row - first][int(p)] for p in positions]))
+        yield batch, skipped
+
+
+def _image_encoder(loaded: LoadedClip, compile: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Preprocessed pixels (B, 3, S, S) -> L2-normalised float32 embeddings (B, D), without autograd."""
+    model = loaded.model
+    forward = torch.compile(model.encode_image, dynamic=False) if compile else model.encode_image
+
+    def encode(pixels: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return F.normalize(forward(pixels.to(model.dtype)).float(), dim=-1)
+
+    return encode
+
+
+def _launch(clips: list[_Clip], encode: Callable, device: torch.device, views: int, seed: int, resolution: int,
+            pad_to: int) -> tuple[torch.Tensor, torch.cuda.Event | None]:
+    """Start encoding every view of ``clips``; returns the embeddings (on their way to the CPU) and an event."""
+    seen = [view_frames(clip.frames.to(device, non_blocking=True), clip.clip_id, views, seed) for clip in clips]
+    if len({tuple(frames.shape) for frames in seen}) == 1:
+        pixels = preprocess(torch.cat(seen), resolution)  # (n * V * F, 3, S, S)
+    else:  # crop sizes differ between clips: resize each clip on its own
+        pixels = torch.cat([preprocess(frames, resolution) for frames in seen])
+    count = pixels.shape[0]
+    if count < pad_to:
+        pixels = torch.cat([pixels, pixels.new_zeros(pad_to - count, *pixels.shape[1:])])
+    embedded = encode(pixels)[:count].to("cpu", non_blocking=True)  # (n * V * F, D)
+    event = None
+    if device.type == "cuda":
+        event = torch.cuda.Event()
+        event.record()
+    return embedded, event
+
+
+def _finish(clips: list[_Clip], launched: tuple[torch.Tensor, torch.cuda.Event | None], writer: FeaturesWriter,
+            views: int, frames: int, summary: EmbedSummary, report: Callable[[int], None]) -> None:
+    embedded, event = launched
+    if event is not None:
+        event.synchronize()
+    blocks = embedded.numpy().reshape(len(clips), views, frames, -1)
+    for clip, block in zip(clips, blocks):
+        writer.append(clip.clip_id, clip.label, block, clip.valid, clip.frame_index, clip.face_score)
+        summary.embedded += 1
+    report(len(clips))
 
 
 def build_text_cache(loaded: LoadedClip, prompts: PromptSet) -> TextCache:

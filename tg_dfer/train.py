@@ -26,7 +26,6 @@ from tg_dfer.cache import FeatureCache, TextCache
 from tg_dfer.metrics import uar, war
 from tg_dfer.model import TGDFER, ModelConfig, PromptLearner, TextEncoder, build_model
 from tg_dfer.model.config import config_from_dict
-from tg_dfer.sampling import segment_indices
 
 CHECKPOINT_FORMAT = "tg-dfer/checkpoint/1"
 SELECT_METRICS = ("uar", "war", "loss")
@@ -53,6 +52,7 @@ class TrainConfig:
     seed: int = 0
     track_test: bool = True  # also score the test fold every epoch (reported only, never used to select)
     eval_batch_size: int = 256
+    mixed_precision: bool = True  # bf16 autocast of training steps on a CUDA GPU; no effect on CPU
 
     def __post_init__(self) -> None:
         self.milestones = [int(m) for m in self.milestones]
@@ -132,14 +132,16 @@ class ClipBank:
     """The feature cache resident on ``device`` as one tensor, and the per-step frame sampling.
 
     Training picks one random frame per segment when a clip has more valid cached frames than the
-    T the model sees, and a random view per clip; testing picks segment centres of view 0.
+    T the model sees, and a random view per clip; testing picks segment centres of view 0. The
+    sampling is :func:`tg_dfer.sampling.segment_indices` done for a whole batch on ``device``, so
+    a training step copies nothing between host and device.
     """
 
     def __init__(self, cache: FeatureCache, device: str | torch.device = "cpu"):
-        self.features = torch.from_numpy(np.ascontiguousarray(cache.features)).to(device)  # (N, V, F, D) fp16
-        self.num_frames = cache.num_frames.astype(np.int64)
-        self.frame_index = cache.frame_index.astype(np.int64)
         self.device = torch.device(device)
+        self.features = torch.from_numpy(np.ascontiguousarray(cache.features)).to(self.device)  # (N, V, F, D) fp16
+        self.num_frames = torch.from_numpy(cache.num_frames.astype(np.int64)).to(self.device)  # (N,)
+        self.frame_index = torch.from_numpy(cache.frame_index.astype(np.int64)).to(self.device)  # (N, F)
 
     @classmethod
     def from_arrays(cls, features: np.ndarray, num_frames: np.ndarray | None = None,
@@ -160,24 +162,44 @@ class ClipBank:
     def views(self) -> int:
         return self.features.shape[1]
 
-    def batch(self, rows: np.ndarray, frames: int, rng: np.random.Generator | None = None
-              ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-        """(x (B, T, D) float32, mask (B, T) bool, source frame index (B, T), -1 on padding).
+    def generator(self, seed: int) -> torch.Generator:
+        """A seeded random generator on the bank's device, for :meth:`sample`."""
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(seed)
+        return generator
 
-        ``rng`` given: training sampling; None: deterministic test sampling.
+    def sample(self, rows: torch.Tensor, frames: int, generator: torch.Generator | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(x (B, T, D) float32, mask (B, T) bool, positions (B, T) in the cached frames), on the device.
+
+        ``rows`` (B,) int64 on the device. ``generator`` given: training sampling (random frame per
+        segment, random view); None: segment centres of view 0.
         """
-        B = len(rows)
-        positions = np.zeros((B, frames), dtype=np.int64)
-        valid = np.zeros((B, frames), dtype=bool)
-        for i, row in enumerate(rows):
-            picks, count = segment_indices(int(self.num_frames[row]), frames, "centre" if rng is None else "random", rng)
-            positions[i], valid[i, :count] = picks, True
-        views = np.zeros(B, dtype=np.int64) if rng is None else rng.integers(0, self.views, size=B)
+        B = rows.shape[0]
+        n = self.num_frames[rows].unsqueeze(1)  # (B, 1)
+        k = torch.arange(frames, device=self.device)  # (T,)
+        starts = (k * n + frames - 1) // frames  # (B, T) segment k: ceil(k n / T) .. ceil((k + 1) n / T) - 1
+        ends = ((k + 1) * n + frames - 1) // frames
+        if generator is None:
+            picks = (starts + ends) // 2
+            views = torch.zeros(B, dtype=torch.long, device=self.device)
+        else:
+            draw = torch.rand(B, frames, generator=generator, device=self.device)
+            picks = torch.minimum(starts + (draw * (ends - starts)).long(), ends - 1)
+            views = torch.randint(0, self.views, (B,), generator=generator, device=self.device)
+        short = n < frames  # fewer frames than T: all of them, then the last one repeated as padding
+        positions = torch.where(short, torch.minimum(k, n - 1), picks)  # (B, T)
+        mask = ~short | (k < n)
+        x = self.features[rows[:, None], views[:, None], positions].float()  # (B, T, D)
+        return x, mask, positions
+
+    def batch(self, rows: np.ndarray, frames: int, generator: torch.Generator | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        """:meth:`sample` for numpy ``rows``, with the source frame index (B, T) on the host, -1 on padding."""
         index = torch.from_numpy(np.asarray(rows, dtype=np.int64)).to(self.device)
-        x = self.features[index[:, None], torch.from_numpy(views).to(self.device)[:, None],
-                          torch.from_numpy(positions).to(self.device)].float()  # (B, T, D)
-        source = np.where(valid, np.take_along_axis(self.frame_index[rows], positions, axis=1), -1)
-        return x, torch.from_numpy(valid).to(self.device), source
+        x, mask, positions = self.sample(index, frames, generator)
+        source = torch.where(mask, self.frame_index[index[:, None], positions], -1)
+        return x, mask, source.cpu().numpy()
 
 
 # ------------------------------------------------------------------------------------ prediction
@@ -310,33 +332,40 @@ def train_model(model: TGDFER, bank: ClipBank, labels: np.ndarray, split: Split,
     device = bank.device
     model.to(device)
     optimizer = torch.optim.SGD(parameter_groups(model, config), lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay)
+                                weight_decay=config.weight_decay, fused=device.type == "cuda" or None)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=config.milestones, gamma=config.gamma)
-    rng = np.random.default_rng(config.seed)
+    generator = bank.generator(config.seed)
+    # bf16 keeps fp32's range, so no loss scaling; on CPU it would only slow the small network down.
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.mixed_precision and device.type == "cuda")
     history: list[dict[str, float]] = []
     best_scores, best_state, best_epoch = None, None, 0
     y_all = torch.from_numpy(labels).to(device)
+    train_rows = torch.from_numpy(split.train.astype(np.int64)).to(device)
     bar = tqdm(range(1, config.epochs + 1), desc=desc, unit="epoch", disable=not progress, leave=True)
     for epoch in bar:
         started = time.perf_counter()
         model.train()
-        order = split.train[rng.permutation(len(split.train))]
-        total_loss, correct = 0.0, 0
+        order = train_rows[torch.randperm(len(train_rows), generator=generator, device=device)]
+        # Summed on the device and read once per epoch: a .item() per step would wait for the GPU.
+        total_loss = torch.zeros((), device=device)
+        correct = torch.zeros((), dtype=torch.long, device=device)
         for start in range(0, len(order), config.batch_size):
             rows = order[start:start + config.batch_size]
-            x, mask, _ = bank.batch(rows, T, rng)
-            y = y_all[torch.from_numpy(rows).to(device)]
-            out = model(x, mask)  # X^FP once per step, for all classes
-            loss = F.cross_entropy(out.logits, y)
+            x, mask, _ = bank.sample(rows, T, generator)
+            y = y_all[rows]
+            with autocast:
+                out = model(x, mask)  # X^FP once per step, for all classes
+                loss = F.cross_entropy(out.logits.float(), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total_loss += loss.item() * len(rows)
-            correct += int((out.logits.argmax(dim=1) == y).sum())
+            total_loss += loss.detach() * len(rows)
+            correct += (out.logits.argmax(dim=1) == y).sum()
         lrs = {group["name"]: group["lr"] for group in optimizer.param_groups}
         scheduler.step()
         record: dict[str, float] = {"epoch": epoch, "lr": lrs["net"], "prompt_lr": lrs.get("prompt", float("nan")),
-                                    "train_loss": total_loss / len(order), "train_war": 100.0 * correct / len(order)}
+                                    "train_loss": total_loss.item() / len(order),
+                                    "train_war": 100.0 * correct.item() / len(order)}
         if len(split.val):
             scores = _score(predict(model, bank, split.val, labels, config.eval_batch_size), labels, C)
             record.update({f"val_{key}": value for key, value in scores.items()})
