@@ -110,17 +110,18 @@ def test_unknown_decoder_is_refused(tmp_path, tiny):
         run_embed(tmp_path, tiny, tmp_path / "faces.h5", ids, 4, 1, decoder="nvjpeg")
 
 
-def test_crops_read_in_blocks_give_the_clips_of_one_block(tmp_path):
-    from tg_dfer.embedding import _read_batches
+def test_batches_read_in_one_block_give_each_clips_own_crops(tmp_path):
+    from tg_dfer.embedding import _read_batches, clip_batches
 
     ids = write_faces(tmp_path / "faces.h5", [32] * 5, frames=4)
     labels = {clip_id: 1 for clip_id in ids if clip_id != "c3"}
+    positions = np.array([1, 3])
+    assert clip_batches(range(6), batch_size=9, views=2, frames=2) == [[0, 1], [2, 3], [4, 5]]
     with FacesFile(tmp_path / "faces.h5") as faces:
-        runs = [list(_read_batches(faces, labels, np.array([1, 3]), 2, rows_per_read=rows)) for rows in (2, 64)]
-    for run in runs:
-        assert [[clip.clip_id for clip in batch] for batch, _ in run] == [["c0", "c1"], ["c2", "c4"], []]
-        assert [skip for _, skipped in run for skip in skipped] == [("c3", "not in the manifest"),
-                                                                     ("gone", "decoder error")]
-    for (first, _), (second, _) in zip(*runs):
-        for a, b in zip(first, second):
-            assert all(np.array_equal(x, y) for x, y in zip(a.crops, b.crops)) and len(a.crops) == 2
+        run = list(_read_batches(faces, labels, positions, [[0, 2, 4], [3, 5], [1]]))
+        assert [[clip.clip_id for clip in batch] for batch, _ in run] == [["c0", "c2", "c4"], [], ["c1"]]
+        assert [skipped for _, skipped in run] == [[], [("c3", "not in the manifest"), ("gone", "decoder error")], []]
+        for batch, _ in run:
+            for clip in batch:
+                own = faces.crops(ids.index(clip.clip_id))
+                assert [bytes(crop) for crop in clip.crops] == [bytes(own[p]) for p in positions]
