@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
+from typing import Any, Callable
 
 import click
 import numpy as np
@@ -23,6 +24,7 @@ from tg_dfer.cache import (FACE_STATUSES, FACES_SCHEMA, ClipJournal, FaceRecord,
                            ShardSet, face_row, write_text_atomic)
 from tg_dfer.datasets.manifest import ManifestError, read_manifest
 from tg_dfer.faces import DETECTORS, IMAGE_FORMATS, CropPolicy, DetectorError, crop_path, make_detector
+from tg_dfer.parallel import ordered_map, per_thread
 from tg_dfer.sampling import MODES
 
 
@@ -71,7 +73,10 @@ def crop_row(row, root: Path, detector, policy: CropPolicy, other: dict) -> Face
 @click.command("faces")
 @click.option("--params", "params_path", default=DEFAULT_PARAMS, show_default=True, help="Parameter file.")
 @shard_options("faces")
-def faces(params_path: str, shard: Shard | None, merge_count: int | None) -> None:
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), envvar="TG_DFER_FACES_WORKERS",
+              help="Clips decoded and searched in parallel threads, each with its own detector; the output is "
+                   "the same for any number (env TG_DFER_FACES_WORKERS, e.g. under dvc repro).")
+def faces(params_path: str, shard: Shard | None, merge_count: int | None, workers: int) -> None:
     """Decode each clip once, sample frames, detect and crop the face -> data/<dataset>/faces.h5.
 
     Reads data/<dataset>/manifest.csv and the clips under dataset.root. Only the sampled frames
@@ -108,10 +113,12 @@ def faces(params_path: str, shard: Shard | None, merge_count: int | None) -> Non
     else:
         shard = shard or shard_from_env() or WHOLE
         try:
-            detector = make_detector(other["detector"], device=pick_device(other["device"]))
+            device = pick_device(other["device"])
+            first = make_detector(other["detector"], device=device)  # a missing model fails before any work
         except (DetectorError, WeightsError) as error:
             raise click.ClickException(str(error)) from error
-        target = run_faces(paths, manifest, shard, detector, policy, other, attrs)
+        detector = per_thread(lambda: make_detector(other["detector"], device=device)) if workers > 1 else lambda: first
+        target = run_faces(paths, manifest, shard, detector, policy, other, attrs, workers)
     report = face_report(target, manifest)
     if target == paths["faces"]:
         write_text_atomic(paths["faces_summary"], json.dumps(report, indent=1) + "\n")
@@ -125,8 +132,10 @@ def faces(params_path: str, shard: Shard | None, merge_count: int | None) -> Non
         click.echo(f"  ... and {len(problems) - 20} more in {paths['faces_summary']} (or run tg-dfer qc)")
 
 
-def run_faces(paths: dict, manifest, shard: Shard, detector, policy: CropPolicy, other: dict, attrs: dict) -> Path:
-    """Crop this shard's clips, resuming from its journal; returns the file written."""
+def run_faces(paths: dict, manifest, shard: Shard, detector: Callable[[], Any], policy: CropPolicy, other: dict,
+              attrs: dict, workers: int = 1) -> Path:
+    """Crop this shard's clips (``workers`` at a time; ``detector()`` gives the calling thread's), resuming
+    from its journal; returns the file written."""
     target = shard.path(paths["faces"])
     rows = shard.take(range(len(manifest.rows)))
     fingerprint = {"attrs": attrs, "frames_per_clip": policy.frames_per_clip, "shard": shard.label,
@@ -139,8 +148,9 @@ def run_faces(paths: dict, manifest, shard: Shard, detector, policy: CropPolicy,
     todo = [row for row in rows if row not in done]
     if len(todo) < len(rows):
         click.echo(f"faces: resuming: {len(rows) - len(todo)} of {len(rows)} clips already done in {journal.folder}")
-    for count, row in enumerate(tqdm(todo, desc="faces", unit="clip"), start=1):
-        record = crop_row(manifest.rows[row], paths["root"], detector, policy, other)
+    records = ordered_map(lambda row: crop_row(manifest.rows[row], paths["root"], detector(), policy, other), todo,
+                          workers)
+    for count, (row, record) in enumerate(zip(tqdm(todo, desc="faces", unit="clip"), records), start=1):
         journal.put(row, face_row(record, policy.frames_per_clip))
         kill_point("clip", count)
     shard_attrs = {"shard": shard.label} if shard.count > 1 else {}

@@ -73,6 +73,14 @@ def test_killed_run_resumes_to_the_same_file(reference, tmp_path, stage, kill_at
     assert not (folder / f"{output}.parts").exists() and not (folder / f"{output}.partial").exists()
 
 
+def test_faces_in_parallel_threads_writes_the_file_of_one_thread(reference, tmp_path):
+    output, keep = STAGES["faces"]
+    project = fresh_copy(reference, tmp_path / "project", keep)
+    threaded = cli(project, "faces", env={"TG_DFER_FACES_WORKERS": "3"})
+    assert threaded.returncode == 0, threaded.stderr
+    assert h5_contents(project / "data/mine" / output) == h5_contents(reference / "data/mine" / output)
+
+
 def test_a_journal_of_other_params_is_not_mixed_in(reference, tmp_path):
     project = fresh_copy(reference, tmp_path / "project", STAGES["faces"][1])
     assert cli(project, "faces", env={"TG_DFER_KILL_AT": "clip:3"}).returncode == -9

@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import glob
 import os
-import threading
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -32,6 +29,7 @@ from tg_dfer.cache import FaceRecord
 from tg_dfer.embedding import PendingClip, encode_pending, pending_clip
 from tg_dfer.faces import CropPolicy, crop_clip, decode_image, guarded
 from tg_dfer.model import ModelConfig, TextEncoder
+from tg_dfer.parallel import ordered_map, per_thread
 from tg_dfer.sampling import segment_indices, subsample
 from tg_dfer.train import CHECKPOINT_FORMAT, ClipBank, load_payload, model_from_checkpoint, predict
 from tg_dfer.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, Clip, ClipInfo, VideoError, open_clip
@@ -325,25 +323,11 @@ def faces_in_threads(items: list[InputItem], make_detector: Callable[[], Any], p
     """:func:`faces_of` for every item, ``workers`` at a time, yielded in input order.
 
     Each thread builds its own detector: OpenCV's cascade and face_alignment keep state per call.
+    At most 4 x ``workers`` results wait in memory for the consumer.
     """
-    local = threading.local()
-
-    def work(item: InputItem) -> ClipFaces:
-        if not hasattr(local, "detector"):
-            local.detector = make_detector()
-        return faces_of(item, local.detector, policy, timeout, window)
-
-    if workers <= 1:
-        yield from map(work, items)
-        return
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="faces") as pool:
-        running: deque = deque()
-        for item in items:
-            running.append(pool.submit(work, item))
-            if len(running) >= 4 * workers:  # bounded look-ahead: results wait in memory for the consumer
-                yield running.popleft().result()
-        while running:
-            yield running.popleft().result()
+    detector = per_thread(make_detector)
+    return ordered_map(lambda item: faces_of(item, detector(), policy, timeout, window), items, workers,
+                       ahead=4 * workers)
 
 
 # ------------------------------------------------------------------------------------ prediction
