@@ -90,13 +90,14 @@ def bench(part: str, device: str, precision: str, embed_clips: int, frames: int,
 SUMMARIES = {
     "embed": lambda r: (f"bare forward {r['bare_images_per_s']:.1f} images/s, embed path {r['embed_images_per_s']:.1f} "
                         f"images/s = {100 * r['embed_fraction_of_bare']:.0f}% of bare ({r['images']} images, batch "
-                        f"{r['batch_size']}, {r['precision']}, decoder {r['decoder']}, {r['workers']} workers); features.h5 "
-                        f"writer alone {r['writer_ms_per_clip']:.2f} ms/clip"),
+                        f"{r['batch_size']}, {r['precision']}, decoder {r['decoder']}, {r['workers']} workers); resume "
+                        f"journal + features.h5 writer alone {r['writer_ms_per_clip']:.2f} ms/clip"),
     "train": lambda r: (f"cached epoch of {r['clips']} clips {r['cached_epoch_s']:.2f} s ({r['cached_ms_per_clip']:.3f} "
                         f"ms/clip; x250 = {r['projected_5_folds_x_50_epochs_s']:.0f} s for 5 folds x 50 epochs); image "
                         f"encoder in the loop {r['loop_ms_per_clip']:.1f} ms/clip = {r['loop_over_cached']:.0f}x slower; "
-                        f"features {r['features_mib']:.0f} MiB, peak RSS {r['peak_rss_mib']:.0f} MiB "
-                        f"(+{r['rss_increase_mib']:.0f} MiB from reading the cache on)"),
+                        f"features {r['features_mib']:.0f} MiB, held in memory +{r['cache_held_mib']:.0f} MiB "
+                        f"({r['cache_held_mib'] / r['features_mib']:.2f}x the file); peak RSS {r['peak_rss_mib']:.0f} MiB "
+                        f"(+{r['rss_increase_mib']:.0f} MiB from reading the cache on, training included)"),
     "decode": lambda r: (f"{r['sampled']} of {r['frames_per_video']} frames at {r['size']}: one pass "
                          f"{r['one_pass_ms_per_clip']:.0f} ms/clip, decode all {r['decode_all_ms_per_clip']:.0f} "
                          f"ms/clip = {r['decode_all_over_one_pass']:.1f}x slower; {r['workers']} threads over clips "

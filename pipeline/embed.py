@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import click
+import numpy as np
 from tqdm import tqdm
 
 import tg_dfer.augment
@@ -112,32 +113,32 @@ def run_embed(paths: dict, faces: FacesFile, labels: dict, loaded: LoadedClip, b
     journal = ClipJournal(target.with_name(target.name + ".parts"), fingerprint)
     if journal.discarded:
         click.echo(f"embed: {journal.folder} was left by a run with other params, inputs or code: starting afresh")
-    done = journal.done()
+    done = journal.done()  # numbers of the batches whose clips are stored
     if done:
-        click.echo(f"embed: resuming: {len(done)} of {len(mine)} clips already done in {journal.folder}")
-    row_of = {faces.clip_id[row]: row for row in mine}
+        click.echo(f"embed: resuming: {sum(len(batches[number]) for number in done)} of {len(mine)} clips already "
+                   f"done in {journal.folder}")
+    batch_of = {faces.clip_id[row]: number for number, batch in enumerate(batches) for row in batch}
 
     class JournalWriter:
-        """Takes embedded clips as FeaturesWriter does, and keeps them in the journal."""
+        """Takes each forward pass's clips as FeaturesWriter.extend does, and keeps them in the journal as one entry."""
 
         written = 0
 
-        def append(self, clip_id: str, label: int, features, num_frames: int, frame_index, face_score) -> None:
-            journal.put(row_of[clip_id], {"clip_id": clip_id, "label": label, "features": features.astype("float16"),
-                                          "num_frames": num_frames, "frame_index": frame_index,
-                                          "face_score": face_score})
+        def extend(self, clip_id, label, features, num_frames, frame_index, face_score) -> None:
+            columns = {"clip_id": np.asarray(clip_id, dtype=str), "label": label, "features": features.astype("float16"),
+                       "num_frames": num_frames, "frame_index": frame_index, "face_score": face_score}
+            journal.put(batch_of[clip_id[0]], {name: np.asarray(values) for name, values in columns.items()})
             self.written += 1
-            kill_point("clip", self.written)
+            kill_point("batch", self.written)
 
-    writer = JournalWriter()
-    todo = [batch for batch in batches if not done.issuperset(batch)]
+    todo = [batch for number, batch in enumerate(batches) if number not in done]
     with tqdm(total=len(mine), initial=len(mine) - sum(map(len, todo)), desc="embed", unit="clip") as bar:
-        embed_faces(faces, labels, loaded, writer, frames, views, seed, batch_size, progress=bar.update,
+        embed_faces(faces, labels, loaded, JournalWriter(), frames, views, seed, batch_size, progress=bar.update,
                     batches=todo, **speed)
     shard_attrs = {"shard": shard.label} if shard.count > 1 else {}
     with FeaturesWriter(target, views, frames, loaded.embed_dim, {**attrs, **shard_attrs}) as out:
-        for count, row in enumerate(mine, start=1):
-            out.append(**journal.get(row))
+        for count, number in enumerate(sorted(journal.done()), start=1):
+            out.extend(**journal.get(number))
             kill_point("assemble", count)
     journal.remove()
     return target

@@ -98,7 +98,7 @@ def file_identity(path: Path) -> list[int]:
 
 def kill_point(event: str, count: int) -> None:
     """Fault injection for the resume tests: ``TG_DFER_KILL_AT=<event>:<n>`` makes the process
-    SIGKILL itself when ``event`` has happened ``n`` times (events: clip, assemble)."""
+    SIGKILL itself when ``event`` has happened ``n`` times (events: clip (faces), batch (embed), assemble)."""
     wanted = os.environ.get(KILL_ENV, "")
     if wanted and wanted == f"{event}:{count}":
         os.kill(os.getpid(), signal.SIGKILL)

@@ -4,8 +4,8 @@ import h5py
 import numpy as np
 import pytest
 
-from tg_dfer.cache import (FaceRecord, FacesFile, FacesWriter, FeatureCache, SchemaError, TextCache, read_features,
-                           read_text, write_features, write_text)
+from tg_dfer.cache import (FaceRecord, FacesFile, FacesWriter, FeatureCache, FeaturesWriter, SchemaError, TextCache,
+                           read_features, read_text, write_features, write_text)
 
 MODEL_ATTRS = {"clip_model": "ViT-B/32", "checkpoint_sha256": "ab" * 32, "random_weights": True, "embed_dim": 8}
 
@@ -36,6 +36,32 @@ def test_features_round_trip(tmp_path):
         assert handle["clip_id"].dtype.kind == "O" and handle["label"].dtype == np.int64
         assert handle["num_frames"].dtype == np.int32 and handle["face_score"].dtype == np.float32
         assert json.loads(handle.attrs["class_names"]) == ["a", "b", "c"]
+
+
+def test_clips_one_at_a_time_and_in_blocks_write_the_same_features(tmp_path):
+    cache = feature_cache(n=7)
+    N, V, F, D = cache.features.shape
+    columns = ("clip_id", "label", "features", "num_frames", "frame_index", "face_score")
+    with FeaturesWriter(tmp_path / "blocks.h5", V, F, D, cache.attrs) as writer:
+        for rows in (slice(0, 3), slice(3, 4), slice(4, 7)):  # blocks of uneven size, as the last pass can be
+            writer.extend(*(getattr(cache, name)[rows] for name in columns))
+    with FeaturesWriter(tmp_path / "clips.h5", V, F, D, cache.attrs) as writer:
+        for row in range(N):
+            writer.append(*(getattr(cache, name)[row] for name in columns))
+    blocks, clips = read_features(tmp_path / "blocks.h5"), read_features(tmp_path / "clips.h5")
+    assert blocks.clip_id == clips.clip_id == cache.clip_id
+    for name in columns[1:]:
+        assert np.array_equal(getattr(blocks, name), getattr(clips, name)), name
+        assert np.array_equal(getattr(blocks, name), getattr(cache, name)), name
+
+
+def test_a_block_with_rows_missing_is_refused(tmp_path):
+    cache = feature_cache(n=3)
+    with pytest.raises(ValueError, match="2 rows of label for 3 clip ids"):
+        with FeaturesWriter(tmp_path / "features.h5", 2, 4, 8, cache.attrs) as writer:
+            writer.extend(cache.clip_id, cache.label[:2], cache.features, cache.num_frames, cache.frame_index,
+                          cache.face_score)
+    assert not (tmp_path / "features.h5").exists()
 
 
 def test_wrong_or_old_schema_is_refused_with_a_clear_error(tmp_path):

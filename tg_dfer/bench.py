@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from tg_dfer.backbone import LoadedClip, encode_images, load_clip, preprocess
-from tg_dfer.cache import FaceRecord, FacesFile, FacesWriter, FeaturesWriter
+from tg_dfer.cache import ClipJournal, FaceRecord, FacesFile, FacesWriter, FeaturesWriter
 from tg_dfer.embedding import embed_faces
 from tg_dfer.faces import encode_image
 
@@ -148,7 +148,7 @@ class EmbedBench:
     embed_fraction_of_bare: float
     decoder: str
     workers: int
-    writer_ms_per_clip: float  # FeaturesWriter.append alone: part of the embed path, on the main thread
+    writer_ms_per_clip: float  # the stage's resume journal and features.h5 writes alone, per clip, on the main thread
 
 
 def bench_embed(device: str = "cpu", clips: int = 64, frames: int = 16, batch_size: int = 256, size: int = 224,
@@ -179,12 +179,23 @@ def bench_embed(device: str = "cpu", clips: int = 64, frames: int = 16, batch_si
                             decoder=decoder, compile=compile)
 
         embed_s = best_time(embed, repeats, sync) / (clips * frames)
-        block = np.zeros((1, frames, loaded.embed_dim), np.float32)
+        per_pass = max(1, batch_size // frames)
+        block = np.zeros((per_pass, 1, frames, loaded.embed_dim), np.float32)
 
         def write() -> None:
+            """What the embed stage adds around embed_faces: each pass into its resume journal, then
+            features.h5 written from the journal a pass at a time."""
+            journal = ClipJournal(Path(folder) / "written.h5.parts", {"bench": True})
+            for number, start in enumerate(range(0, clips, per_pass)):
+                n = len(ids[start:start + per_pass])
+                journal.put(number, {"clip_id": np.asarray(ids[start:start + n]), "label": np.zeros(n, int),
+                                     "features": block[:n].astype(np.float16), "num_frames": np.full(n, frames),
+                                     "frame_index": np.tile(np.arange(frames), (n, 1)),
+                                     "face_score": np.ones((n, frames))})
             with FeaturesWriter(Path(folder) / "written.h5", 1, frames, loaded.embed_dim, attrs) as out:
-                for clip_id in ids:
-                    out.append(clip_id, 0, block, frames, np.arange(frames), np.ones(frames))
+                for number in sorted(journal.done()):
+                    out.extend(**journal.get(number))
+            journal.remove()
 
         write_s = best_time(write, repeats, synchroniser("cpu")) / clips
     used = decoder if decoder != "auto" else ("torchvision" if torch.device(device).type == "cuda" else "opencv")
@@ -211,6 +222,7 @@ class TrainBench:
     features_mib: float  # the synthetic features.h5
     peak_rss_mib: float  # from reading the cache on (Linux), or of the whole process
     rss_increase_mib: float  # that peak minus the RSS before the cache was read
+    cache_held_mib: float  # RSS increase once the cache is read and held for training (before any step)
 
 
 def _synthetic_cache(path: Path, clips: int, frames: int, classes: int, dim: int, attrs: dict) -> None:
@@ -220,9 +232,9 @@ def _synthetic_cache(path: Path, clips: int, frames: int, classes: int, dim: int
         for start in range(0, clips, 512):
             block = rng.standard_normal((min(512, clips - start), 1, frames, dim), dtype=np.float32)
             block /= np.linalg.norm(block, axis=-1, keepdims=True)
-            for i, features in enumerate(block):
-                writer.append(f"c{start + i}", (start + i) % classes, features, frames, np.arange(frames),
-                              np.ones(frames))
+            rows = range(start, start + len(block))
+            writer.extend([f"c{row}" for row in rows], [row % classes for row in rows], block, [frames] * len(block),
+                          [np.arange(frames)] * len(block), [np.ones(frames)] * len(block))
 
 
 def bench_train(device: str = "cpu", clips: int = 9400, loop_clips: int = 8, frames: int = 16, classes: int = 7,
@@ -254,6 +266,7 @@ def bench_train(device: str = "cpu", clips: int = 9400, loop_clips: int = 8, fra
         before = current_rss_mib()
         cache = read_features(path)
         bank = ClipBank(cache, device)
+        holding = current_rss_mib() - before
         labels = cache.label.astype(np.int64)
         split = Split(train=np.arange(clips), val=np.zeros(0, np.int64), test=np.zeros(0, np.int64))
         model = fresh_model()
@@ -286,7 +299,8 @@ def bench_train(device: str = "cpu", clips: int = 9400, loop_clips: int = 8, fra
     return TrainBench(clips=clips, loop_clips=loop_clips, frames=frames, batch_size=batch_size, cached_epoch_s=cached,
                       cached_ms_per_clip=1e3 * cached_per_clip, loop_ms_per_clip=1e3 * loop_per_clip,
                       loop_over_cached=loop_per_clip / cached_per_clip, projected_5_folds_x_50_epochs_s=250 * cached,
-                      features_mib=features_mib, peak_rss_mib=peak, rss_increase_mib=peak - before)
+                      features_mib=features_mib, peak_rss_mib=peak, rss_increase_mib=peak - before,
+                      cache_held_mib=holding)
 
 
 # ----------------------------------------------------------------------------------------- decode

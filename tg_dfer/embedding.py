@@ -172,7 +172,8 @@ def embed_faces(faces: FacesFile, labels: dict[str, int], loaded: LoadedClip, wr
     """Embed every clip of ``faces`` that has crops, in forward passes of at most ``batch_size`` images.
 
     ``batches`` (rows of ``faces``, whole clips per forward pass) restricts and fixes the passes,
-    as resumed and sharded runs need; default: every row, by :func:`clip_batches`.
+    as resumed and sharded runs need; default: every row, by :func:`clip_batches`. ``writer``
+    (a :class:`FeaturesWriter` or anything with its ``extend``) gets each pass's clips in one call.
 
     ``frames`` of the ``faces.frames_per_clip`` stored crops are kept by segment-centre picks.
     Clips whose face stage failed, or whose crops do not decode, are skipped and listed in the
@@ -296,10 +297,10 @@ def _finish(clips: list[_Clip], launched: tuple[torch.Tensor, torch.cuda.Event |
     embedded, event = launched
     if event is not None:
         event.synchronize()
-    blocks = embedded.numpy().reshape(len(clips), views, frames, -1)
-    for clip, block in zip(clips, blocks):
-        writer.append(clip.clip_id, clip.label, block, clip.valid, clip.frame_index, clip.face_score)
-        summary.embedded += 1
+    writer.extend([clip.clip_id for clip in clips], [clip.label for clip in clips],
+                  embedded.numpy().reshape(len(clips), views, frames, -1), [clip.valid for clip in clips],
+                  [clip.frame_index for clip in clips], [clip.face_score for clip in clips])
+    summary.embedded += len(clips)
     report(len(clips))
 
 
