@@ -29,7 +29,8 @@ def evaluate(params_path: str) -> None:
              metrics.json      uar, war (percent, mean over folds), uar_std, war_std, per_class,
                                folds.<K>.*, last_epoch.* (the other weights, extra), test_picked.*
                                (epoch chosen on the test fold: labelled extra for comparison with
-                               published numbers only), random_clip_weights (+ warning)
+                               published numbers only), random_clip_weights (+ warning),
+                               clip_sha256 (of the CLIP weights behind the features)
              predictions.h5    schema tg-dfer/predictions/1: clip_id, label, fold, probs, pred,
                                frame_index and per-frame influence of the predicted class
              confusion.json    confusion-matrix counts, summed and per fold

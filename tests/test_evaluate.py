@@ -159,6 +159,7 @@ def test_write_outputs_files(tmp_path, planted, checkpoints):
         "plots/confusion/fold2.csv", "plots/curves/fold1.csv", "plots/curves/fold2.csv"}
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert {"uar", "war", "uar_std", "war_std", "per_class", "folds", "random_clip_weights"} <= set(saved)
+    assert saved["clip_sha256"] == planted.features.attrs["checkpoint_sha256"] != ""
     assert "confusion" not in saved  # matrices go to confusion.json and the plot files
     confusion = json.loads((tmp_path / "confusion.json").read_text())
     assert np.asarray(confusion["all"]).sum() == int((preds.label >= 0).sum())

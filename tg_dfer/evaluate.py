@@ -299,6 +299,7 @@ def evaluate_folds(checkpoints: dict[int, dict[str, Any]], features: FeatureCach
                   for fold, rep in fold_reports.items()},
         ("last_epoch" if which == "best" else "best_on_validation"): _mean_std(last),
         "random_clip_weights": random_weights,
+        "clip_sha256": features.attrs.get("checkpoint_sha256", ""),
     }
     if frames.describe():
         metrics["frame_selection"] = frames.describe()
