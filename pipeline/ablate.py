@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import click
@@ -39,7 +40,8 @@ def ablate(tables: tuple[str, ...], only: tuple[str, ...], start: bool, jobs: in
 
     An experiment name that already exists for this commit is skipped (dvc exp remove it to
     run it again). Each worker runs a whole experiment; on a single GPU, -j 2 or 3 keeps it busy
-    with the small training runs, on CPU use -j 1.
+    with the small training runs. With -j N > 1 each worker gets OMP_NUM_THREADS = cores / N
+    (unless OMP_NUM_THREADS is set); on a CPU with few cores use -j 1.
     """
     params = load_params(params_path)
     settings = [setting for number in tables for setting in TABLES[int(number)].settings]
@@ -69,15 +71,31 @@ def ablate(tables: tuple[str, ...], only: tuple[str, ...], start: bool, jobs: in
                        f"(`dvc exp remove {setting.name}` to run it again)")
         else:
             raise click.ClickException(f"queueing {setting.name} failed:\n{(done.stderr or done.stdout).strip()}")
+    threads = worker_threads(jobs)
     if dry_run:
-        click.echo(f"dvc queue start -j {jobs}")
+        click.echo("".join(f"{key}={value} " for key, value in threads.items()) + f"dvc queue start -j {jobs}")
         return
     if queued and start:
-        run_tool("dvc", "queue", "start", "-j", str(jobs))
+        run_tool("dvc", "queue", "start", "-j", str(jobs), env=threads)
         click.echo(f"ablate: {len(queued)} experiment(s) queued, {jobs} worker(s) started; "
                    "`dvc queue status` to follow, then `tg-dfer report`")
+        if threads:
+            click.echo(f"ablate: each worker computes on OMP_NUM_THREADS={threads['OMP_NUM_THREADS']} CPU threads "
+                       f"(its share of {os.cpu_count()} cores; set OMP_NUM_THREADS yourself to choose)")
     if wait:
         _wait_for_queue(queued)
+
+
+def worker_threads(jobs: int) -> dict[str, str]:
+    """The environment for ``jobs`` queue workers: each gets its share of the cores.
+
+    Workers inherit the environment of ``dvc queue start``, and torch otherwise starts one thread
+    per core in every worker: N workers on the same cores then slow each other down more than
+    they gain. An OMP_NUM_THREADS the user set is kept.
+    """
+    if jobs == 1 or "OMP_NUM_THREADS" in os.environ:
+        return {}
+    return {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // jobs))}
 
 
 def _check_baseline() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -19,9 +20,13 @@ def executable(name: str) -> str:
     return found
 
 
-def run_tool(name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run ``name args`` in the current folder, capturing text output; a failure is a clean error."""
-    done = subprocess.run([executable(name), *args], capture_output=True, text=True)
+def run_tool(name: str, *args: str, check: bool = True, env: dict[str, str] | None = None
+             ) -> subprocess.CompletedProcess:
+    """Run ``name args`` in the current folder, capturing text output; a failure is a clean error.
+
+    ``env`` adds to (or overrides) this process's environment for the command."""
+    done = subprocess.run([executable(name), *args], capture_output=True, text=True,
+                          env={**os.environ, **env} if env else None)
     if check and done.returncode != 0:
         raise click.ClickException(f"`{name} {' '.join(args)}` failed:\n{(done.stderr or done.stdout).strip()}")
     return done

@@ -136,3 +136,15 @@ def test_check_metrics_command_against_a_reference_folder(tmp_path, monkeypatch)
     assert result.exit_code == 1 and "DIFFERS: uar: 40.0 -> 40.3" in result.output
     result = CliRunner().invoke(main, ["check-metrics", str(tmp_path / "absent.json"), "--reference", str(reference)])
     assert result.exit_code != 0 and "absent.json: not found" in result.output
+
+
+def test_parallel_queue_workers_share_the_cores(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    dry_run = ["ablate", "6", "--dry-run", "--params", str(REPO / "params.yaml")]
+    result = CliRunner().invoke(main, [*dry_run, "-j", "4"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == "OMP_NUM_THREADS=2 dvc queue start -j 4"
+    assert CliRunner().invoke(main, [*dry_run, "-j", "1"]).output.splitlines()[-1] == "dvc queue start -j 1"
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's choice stands
+    assert CliRunner().invoke(main, [*dry_run, "-j", "4"]).output.splitlines()[-1] == "dvc queue start -j 4"
