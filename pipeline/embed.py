@@ -88,9 +88,11 @@ def embed(params_path: str, shard: Shard | None, merge_count: int | None) -> Non
                 raise click.ClickException(str(error)) from error
             attrs = {**loaded.attrs(), "class_names": manifest.class_names, "views": views, "frames_per_clip": frames,
                      "faces_frames_per_clip": faces.frames_per_clip, "params": stage_params}
-            target = run_embed(paths, faces, labels, loaded, shard.take(clip_batches(rows, batch_size, views, frames)),
-                               shard, attrs, seed, batch_size, speed)
-    report_embed(paths, target, skipped)
+            skipped |= run_embed(paths, faces, labels, loaded, shard.take(clip_batches(rows, batch_size, views, frames)),
+                                 shard, attrs, seed, batch_size, speed)
+            target = shard.path(paths["features"])
+        candidates = [faces.clip_id[row] for row in rows]
+    report_embed(paths, target, skipped, candidates)
 
 
 def rank_device(requested: str) -> str:
@@ -102,8 +104,9 @@ def rank_device(requested: str) -> str:
 
 
 def run_embed(paths: dict, faces: FacesFile, labels: dict, loaded: LoadedClip, batches: list[list[int]],
-              shard: Shard, attrs: dict, seed: int, batch_size: int, speed: dict) -> Path:
-    """Embed this shard's batches, resuming from its journal; returns the file written."""
+              shard: Shard, attrs: dict, seed: int, batch_size: int, speed: dict) -> dict[str, str]:
+    """Embed this shard's batches into its file, resuming from its journal; returns the clips
+    whose crops did not decode in this run, with the reason."""
     target = shard.path(paths["features"])
     views, frames = attrs["views"], attrs["frames_per_clip"]
     mine = [row for batch in batches for row in batch]
@@ -133,15 +136,15 @@ def run_embed(paths: dict, faces: FacesFile, labels: dict, loaded: LoadedClip, b
 
     todo = [batch for number, batch in enumerate(batches) if number not in done]
     with tqdm(total=len(mine), initial=len(mine) - sum(map(len, todo)), desc="embed", unit="clip") as bar:
-        embed_faces(faces, labels, loaded, JournalWriter(), frames, views, seed, batch_size, progress=bar.update,
-                    batches=todo, **speed)
+        summary = embed_faces(faces, labels, loaded, JournalWriter(), frames, views, seed, batch_size,
+                              progress=bar.update, batches=todo, **speed)
     shard_attrs = {"shard": shard.label} if shard.count > 1 else {}
     with FeaturesWriter(target, views, frames, loaded.embed_dim, {**attrs, **shard_attrs}) as out:
         for count, number in enumerate(sorted(journal.done()), start=1):
             out.extend(**journal.get(number))
             kill_point("assemble", count)
     journal.remove()
-    return target
+    return dict(summary.skipped)
 
 
 def merge_features(paths: dict, order: list[str], count: int, stage_params: dict) -> Path:
@@ -153,7 +156,7 @@ def merge_features(paths: dict, order: list[str], count: int, stage_params: dict
             attrs = shards.attrs
             with FeaturesWriter(paths["features"], int(attrs["views"]), int(attrs["frames_per_clip"]),
                                 int(attrs["embed_dim"]), attrs) as writer:
-                for values in shards.rows(order):
+                for values in shards.rows(order, allow_missing=True):  # listed by report_embed
                     writer.append(**values)
     except SchemaError as error:
         raise click.ClickException(str(error)) from error
@@ -162,14 +165,24 @@ def merge_features(paths: dict, order: list[str], count: int, stage_params: dict
     return paths["features"]
 
 
-def report_embed(paths: dict, target: Path, skipped: dict[str, str]) -> None:
+def report_embed(paths: dict, target: Path, skipped: dict[str, str], candidates: list[str]) -> None:
+    """Print what was embedded; for the whole file, list every clip that is not in it, with the reason.
+
+    ``candidates`` are the clips that had crops to embed: one of them missing from the file had
+    crops that did not decode (in this run, whose reason is in ``skipped``, or in an earlier run
+    that was interrupted and resumed, or in a shard).
+    """
     with tg_dfer.cache.open_checked(target, FEATURES_SCHEMA) as handle:
         clips, views, frames = len(handle["clip_id"]), int(handle.attrs["views"]), int(handle.attrs["frames_per_clip"])
         random_weights = bool(handle.attrs.get("random_weights", False))
+        embedded = set(tg_dfer.cache.decode_strings(handle["clip_id"][:]))
     note = " (RANDOM CLIP WEIGHTS: features are for testing only)" if random_weights else ""
     click.echo(f"embed: {clips} clips x {views} views x {frames} frames -> {target}{note}")
     if target != paths["features"]:
         return
+    for clip_id in candidates:
+        if clip_id not in embedded:
+            skipped.setdefault(clip_id, "undecodable crop (reported by an earlier, resumed run or a shard)")
     for clip_id, reason in skipped.items():
         click.echo(f"  skipped {clip_id}: {reason}")
     write_text_atomic(paths["folder"] / "embed_skipped.json", json.dumps(skipped, indent=1) + "\n")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import shutil
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from hostile_media import face_frames, h264
 from pipeline.cli import main
 from stage_runs import cli, h5_contents, write_project
 from test_cache import feature_cache
-from tg_dfer.cache import FEATURES_SCHEMA, ClipJournal, SchemaError, ShardSet, write_features
+from tg_dfer.cache import FEATURES_SCHEMA, ClipJournal, SchemaError, ShardSet, read_features, write_features
 
 CLIPS = 7  # one of them broken: skipped by embed
 
@@ -176,3 +178,24 @@ def test_shard_set_refuses_mixed_or_overlapping_shards(tmp_path):
     second.attrs = {**second.attrs, "checkpoint_sha256": "cd" * 32}
     with pytest.raises(SchemaError, match="attributes checkpoint_sha256 differ"):
         ShardSet(shard_files(tmp_path / "mixed", [first, second]), FEATURES_SCHEMA)
+
+
+def test_a_clip_whose_crops_do_not_decode_is_listed_also_after_a_resume(reference, tmp_path):
+    project = fresh_copy(reference, tmp_path / "project", STAGES["embed"][1])
+    folder = project / "data/mine"
+    with h5py.File(folder / "faces.h5", "a") as handle:  # one crop of the first good clip (in pass 1) spoiled
+        row = [status.decode() for status in handle["status"][:]].index("ok")
+        broken = handle["clip_id"][row].decode()
+        handle["crops"][row, 1] = np.frombuffer(b"not an image", dtype=np.uint8)
+    assert cli(project, "embed").returncode == 0
+    skipped = json.loads((folder / "embed_skipped.json").read_text())
+    assert skipped[broken] == "undecodable crop bytes" and "broken" in skipped  # and the clip faces failed
+    assert broken not in read_features(folder / "features.h5").clip_id
+    assert cli(project, "qc").returncode == 0
+    with open(project / "metrics/mine/qc.csv", newline="", encoding="utf-8") as handle:
+        assert {row["clip_id"]: row["embedded"] for row in csv.DictReader(handle)}[broken] == "no"
+    # Killed after pass 2 and resumed, the run that saw the crop fail is gone: the clip is still listed.
+    (folder / "features.h5").unlink()
+    assert cli(project, "embed", env={"TG_DFER_KILL_AT": "batch:2"}).returncode == -9
+    assert cli(project, "embed").returncode == 0
+    assert "earlier, resumed run" in json.loads((folder / "embed_skipped.json").read_text())[broken]

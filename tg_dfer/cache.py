@@ -57,7 +57,8 @@ def open_checked(path: str | Path, expected: str) -> h5py.File:
     return handle
 
 
-def _decode(values: np.ndarray) -> list[str]:
+def decode_strings(values: np.ndarray) -> list[str]:
+    """An HDF5 string dataset's values (bytes or str) as str."""
     return [value.decode("utf-8") if isinstance(value, bytes) else str(value) for value in values]
 
 
@@ -216,9 +217,9 @@ class FacesFile:
         self.path = Path(path)
         self.handle = open_checked(self.path, FACES_SCHEMA)
         self.attrs = dict(self.handle.attrs)
-        self.clip_id = _decode(self.handle["clip_id"][:])
-        self.status = _decode(self.handle["status"][:])
-        self.reason = _decode(self.handle["reason"][:])
+        self.clip_id = decode_strings(self.handle["clip_id"][:])
+        self.status = decode_strings(self.handle["status"][:])
+        self.reason = decode_strings(self.handle["reason"][:])
         self.frames_per_clip = int(self.attrs["frames_per_clip"])
 
     def __len__(self) -> int:
@@ -339,7 +340,7 @@ def read_features(path: str | Path) -> FeatureCache:
         if missing:
             raise SchemaError(f"{path}: root attributes missing: {', '.join(missing)}")
         cache = FeatureCache(
-            clip_id=_decode(handle["clip_id"][:]),
+            clip_id=decode_strings(handle["clip_id"][:]),
             label=handle["label"][:].astype(np.int64),
             features=handle["features"][:],
             num_frames=handle["num_frames"][:].astype(np.int32),
@@ -452,7 +453,7 @@ class ShardSet:
                 if differ:
                     raise SchemaError(f"{path}: attributes {', '.join(differ)} differ from {paths[0]}: "
                                       "the shards were made with different params or inputs")
-                for row, clip_id in enumerate(_decode(handle["clip_id"][:])):
+                for row, clip_id in enumerate(decode_strings(handle["clip_id"][:])):
                     if clip_id in self.where:
                         raise SchemaError(f"{path}: clip {clip_id!r} is also in {self.where[clip_id][0].filename}")
                     self.where[clip_id] = (handle, row)
@@ -460,16 +461,19 @@ class ShardSet:
             self.close()
             raise
 
-    def rows(self, order: list[str]) -> Iterator[dict[str, Any]]:
-        """The rows of the clips ``order``, which must be exactly the clips of the shards."""
+    def rows(self, order: list[str], allow_missing: bool = False) -> Iterator[dict[str, Any]]:
+        """The rows of the clips ``order``, which must be exactly the clips of the shards; with
+        ``allow_missing``, clips of ``order`` that no shard holds are left out (embed skips a clip
+        whose crops do not decode)."""
         missing = [clip_id for clip_id in order if clip_id not in self.where]
         extra = sorted(set(self.where) - set(order))
-        if missing or extra:
+        if (missing and not allow_missing) or extra:
             raise SchemaError(f"shards do not match the clips expected: {len(missing)} missing "
                               f"({', '.join(missing[:5])}), {len(extra)} unexpected ({', '.join(extra[:5])})")
         for clip_id in order:
-            handle, row = self.where[clip_id]
-            yield read_row(handle, row)
+            if clip_id in self.where:
+                handle, row = self.where[clip_id]
+                yield read_row(handle, row)
 
     def close(self) -> None:
         for handle in self.handles:
@@ -521,9 +525,9 @@ def write_text(path: str | Path, cache: TextCache) -> None:
 def read_text(path: str | Path) -> TextCache:
     with open_checked(path, TEXT_SCHEMA) as handle:
         cache = TextCache(
-            class_names=_decode(handle["class_names"][:]),
-            class_prompts=_decode(handle["class_prompts"][:]),
-            descriptor_prompts=_decode(handle["descriptor_prompts"][:]),
+            class_names=decode_strings(handle["class_names"][:]),
+            class_prompts=decode_strings(handle["class_prompts"][:]),
+            descriptor_prompts=decode_strings(handle["descriptor_prompts"][:]),
             class_embeddings=handle["class_embeddings"][:],
             descriptor_embeddings=handle["descriptor_embeddings"][:],
             attrs=dict(handle.attrs),
