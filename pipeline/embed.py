@@ -88,9 +88,10 @@ def embed(params_path: str, shard: Shard | None, merge_count: int | None) -> Non
                 raise click.ClickException(str(error)) from error
             attrs = {**loaded.attrs(), "class_names": manifest.class_names, "views": views, "frames_per_clip": frames,
                      "faces_frames_per_clip": faces.frames_per_clip, "params": stage_params}
-            skipped |= run_embed(paths, faces, labels, loaded, shard.take(clip_batches(rows, batch_size, views, frames)),
-                                 shard, attrs, seed, batch_size, speed)
-            target = shard.path(paths["features"])
+            target, undecodable = run_embed(paths, faces, labels, loaded,
+                                            shard.take(clip_batches(rows, batch_size, views, frames)), shard, attrs,
+                                            seed, batch_size, speed)
+            skipped |= undecodable
         candidates = [faces.clip_id[row] for row in rows]
     report_embed(paths, target, skipped, candidates)
 
@@ -104,9 +105,9 @@ def rank_device(requested: str) -> str:
 
 
 def run_embed(paths: dict, faces: FacesFile, labels: dict, loaded: LoadedClip, batches: list[list[int]],
-              shard: Shard, attrs: dict, seed: int, batch_size: int, speed: dict) -> dict[str, str]:
-    """Embed this shard's batches into its file, resuming from its journal; returns the clips
-    whose crops did not decode in this run, with the reason."""
+              shard: Shard, attrs: dict, seed: int, batch_size: int, speed: dict) -> tuple[Path, dict[str, str]]:
+    """Embed this shard's batches, resuming from its journal; returns the file written and the
+    clips whose crops did not decode in this run, with the reason."""
     target = shard.path(paths["features"])
     views, frames = attrs["views"], attrs["frames_per_clip"]
     mine = [row for batch in batches for row in batch]
@@ -144,7 +145,7 @@ def run_embed(paths: dict, faces: FacesFile, labels: dict, loaded: LoadedClip, b
             out.extend(**journal.get(number))
             kill_point("assemble", count)
     journal.remove()
-    return dict(summary.skipped)
+    return target, dict(summary.skipped)
 
 
 def merge_features(paths: dict, order: list[str], count: int, stage_params: dict) -> Path:

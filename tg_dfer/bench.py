@@ -151,6 +151,25 @@ class EmbedBench:
     writer_ms_per_clip: float  # the stage's resume journal and features.h5 writes alone, per clip, on the main thread
 
 
+def journal_then_write(path: Path, features: np.ndarray, per_entry: int, attrs: dict) -> None:
+    """What the embed stage adds around embed_faces, for ``features`` (N, V, F, D): every
+    ``per_entry`` clips into its resume journal as one entry, then ``path`` written from the
+    journal an entry at a time (the stage's entries are its forward passes)."""
+    clips, views, frames, dim = features.shape
+    journal = ClipJournal(path.with_name(path.name + ".parts"), {"bench": per_entry})
+    for number, first in enumerate(range(0, clips, per_entry)):
+        count = min(per_entry, clips - first)
+        journal.put(number, {"clip_id": np.asarray([f"clip{row}" for row in range(first, first + count)]),
+                             "label": np.zeros(count, np.int64), "features": features[first:first + count],
+                             "num_frames": np.full(count, frames, np.int32),
+                             "frame_index": np.tile(np.arange(frames, dtype=np.int32), (count, 1)),
+                             "face_score": np.ones((count, frames), np.float32)})
+    with FeaturesWriter(path, views, frames, dim, attrs) as out:
+        for number in sorted(journal.done()):
+            out.extend(**journal.get(number))
+    journal.remove()
+
+
 def bench_embed(device: str = "cpu", clips: int = 64, frames: int = 16, batch_size: int = 256, size: int = 224,
                 precision: str = "auto", repeats: int = 2, workers: int = 0, decoder: str = "auto",
                 compile: bool = False, loaded: LoadedClip | None = None) -> EmbedBench:
@@ -180,24 +199,9 @@ def bench_embed(device: str = "cpu", clips: int = 64, frames: int = 16, batch_si
 
         embed_s = best_time(embed, repeats, sync) / (clips * frames)
         per_pass = max(1, batch_size // frames)
-        block = np.zeros((per_pass, 1, frames, loaded.embed_dim), np.float32)
-
-        def write() -> None:
-            """What the embed stage adds around embed_faces: each pass into its resume journal, then
-            features.h5 written from the journal a pass at a time."""
-            journal = ClipJournal(Path(folder) / "written.h5.parts", {"bench": True})
-            for number, start in enumerate(range(0, clips, per_pass)):
-                n = len(ids[start:start + per_pass])
-                journal.put(number, {"clip_id": np.asarray(ids[start:start + n]), "label": np.zeros(n, int),
-                                     "features": block[:n].astype(np.float16), "num_frames": np.full(n, frames),
-                                     "frame_index": np.tile(np.arange(frames), (n, 1)),
-                                     "face_score": np.ones((n, frames))})
-            with FeaturesWriter(Path(folder) / "written.h5", 1, frames, loaded.embed_dim, attrs) as out:
-                for number in sorted(journal.done()):
-                    out.extend(**journal.get(number))
-            journal.remove()
-
-        write_s = best_time(write, repeats, synchroniser("cpu")) / clips
+        written = np.zeros((clips, 1, frames, loaded.embed_dim), np.float16)
+        write_s = best_time(lambda: journal_then_write(Path(folder) / "written.h5", written, per_pass, attrs),
+                            repeats, synchroniser("cpu")) / clips
     used = decoder if decoder != "auto" else ("torchvision" if torch.device(device).type == "cuda" else "opencv")
     return EmbedBench(images=clips * frames, batch_size=batch_size, precision=str(loaded.model.dtype),
                       bare_images_per_s=1 / bare_s, embed_images_per_s=1 / embed_s,

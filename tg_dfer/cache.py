@@ -307,8 +307,9 @@ class FeaturesWriter(_AtomicH5):
                frame_index: Sequence[np.ndarray], face_score: Sequence[np.ndarray]) -> None:
         """A block of n clips, in one resize and one write per dataset: ``features`` (n, V, F, D).
 
-        Per clip, the six resizes and writes cost about 400 times as much as the data does; the
-        embed stage writes a forward pass's clips at once.
+        Per clip, the six resizes and writes cost far more than the data does (about 27x with the
+        resume journal, benchmarks/feature_writes.py); the embed stage writes a forward pass's
+        clips at once.
         """
         start, count = self.count, len(clip_id)
         columns = {"clip_id": np.asarray(clip_id, dtype=object), "label": np.asarray(label),
