@@ -9,11 +9,11 @@ import click
 
 from pipeline.dvc_tools import run_tool
 from pipeline.params import DEFAULT_PARAMS, load_params
-from tg_dfer.ablations import TABLES, changed_overrides, override_arguments
+from pipeline.ablations import build_tables, changed_overrides, override_arguments, table4_reading
 
 
 @click.command("ablate")
-@click.argument("tables", nargs=-1, required=True, type=click.Choice([str(number) for number in TABLES]))
+@click.argument("tables", nargs=-1, required=True, type=click.Choice(["3", "4", "5", "6"]))
 @click.option("--only", "only", multiple=True, metavar="NAME",
               help="Queue only these experiments of the tables (repeatable); see --dry-run for the names.")
 @click.option("--start/--no-start", default=True, show_default=True,
@@ -25,11 +25,15 @@ from tg_dfer.ablations import TABLES, changed_overrides, override_arguments
 @click.option("--params", "params_path", default=DEFAULT_PARAMS, show_default=True, help="Parameter file.")
 def ablate(tables: tuple[str, ...], only: tuple[str, ...], start: bool, jobs: int, wait: bool, dry_run: bool,
            params_path: str) -> None:
-    """Queue the experiments of paper ablation TABLES (3, 4, 5, 6) as DVC experiments.
+    """Queue the experiments of the paper's ablation TABLES (3, 4, 5, 6) as DVC experiments.
 
-    Each setting of a table becomes `dvc exp run --queue -n <name> -S key=value ...` on top of
-    the last commit; settings equal to the committed params are not queued (the baseline is
-    their result). Tables 3-5 re-run train and evaluate, Table 6 only evaluate; none re-runs
+    Each row of a table, in the paper's order, becomes `dvc exp run --queue -n <name> -S
+    key=value ...` on top of the last commit; the name holds the paper's row letter (t3e-...,
+    t5h-...). The row equal to the committed params (Table 3 e, Table 4 (1, 4), Table 5 h) is not
+    queued: the baseline is its result. Table 3: fine/coarse depths; Table 4: stride and window
+    (how its X stride is read: ablate.table4_stride in params.yaml, docs/ablations.md); Table 5:
+    text prompt x learnable context x visual prompt; Table 6: the k = 1, 2, 3 highest/lowest
+    influence frames. Tables 3-5 re-run train and evaluate, Table 6 only evaluate; none re-runs
     faces or embed, provided the pipeline was reproduced and dvc.lock committed first:
 
     \b
@@ -44,7 +48,11 @@ def ablate(tables: tuple[str, ...], only: tuple[str, ...], start: bool, jobs: in
     (unless OMP_NUM_THREADS is set); on a CPU with few cores use -j 1.
     """
     params = load_params(params_path)
-    settings = [setting for number in tables for setting in TABLES[int(number)].settings]
+    try:
+        grids = build_tables(table4_reading(params))
+    except ValueError as error:
+        raise click.ClickException(f"params: ablate.table4_stride: {error}") from error
+    settings = [setting for number in tables for setting in grids[int(number)].settings]
     unknown = sorted(set(only) - {setting.name for setting in settings})
     if unknown:
         raise click.ClickException(f"--only: no experiment {', '.join(unknown)} in table(s) {', '.join(tables)}")
@@ -56,7 +64,7 @@ def ablate(tables: tuple[str, ...], only: tuple[str, ...], start: bool, jobs: in
     for setting in settings:
         overrides = changed_overrides(params, setting)
         if not overrides:
-            click.echo(f"ablate: {setting.name}: the committed params already are this setting (baseline)")
+            click.echo(f"ablate: {setting.name}: the committed params already are this row (the baseline is its result)")
             continue
         command = ["exp", "run", "--queue", "-n", setting.name, *override_arguments(overrides)]
         if dry_run:

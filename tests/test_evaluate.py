@@ -18,7 +18,7 @@ from tg_dfer.evaluate import (PREDICTIONS_SCHEMA, FrameSelection, PredictionSet,
                               write_outputs, write_predictions)
 from tg_dfer.metrics import uar, war
 from tg_dfer.synthetic import planted_cache
-from tg_dfer.train import TrainConfig, fit, save_checkpoint
+from tg_dfer.train import ClipBank, TrainConfig, fit, model_from_checkpoint, save_checkpoint
 
 PLANTED = dict(num_clips=48, num_classes=3, frames=8, dim=16, signal_frames=2, strength=0.6, num_folds=3,
                short_clips=0.3, seed=2)
@@ -96,6 +96,16 @@ def test_predictions_schema_violations_are_refused(tmp_path):
         read_predictions(tmp_path / "missing.h5")
 
 
+def test_test_picked_keeps_the_epoch_of_best_test_war_as_dfer_clip(planted, checkpoints):
+    # Epoch 2 has the best test UAR, epochs 1 and 3 share the best test WAR: the first of them counts.
+    history = [{"epoch": 1, "test_uar": 40.0, "test_war": 60.0}, {"epoch": 2, "test_uar": 55.0, "test_war": 50.0},
+               {"epoch": 3, "test_uar": 45.0, "test_war": 60.0}]
+    edited = {fold: {**checkpoint, "history": history} for fold, checkpoint in checkpoints.items()}
+    _, metrics = evaluate_folds(edited, planted.features, planted.test_fold)
+    assert metrics["test_picked"]["folds"]["1"] == {"uar": 40.0, "war": 60.0, "epoch": 1}
+    assert metrics["test_picked"]["uar"] == 40.0 and "WAR" in metrics["test_picked"]["note"]
+
+
 def test_select_frames_keeps_the_top_or_bottom_k():
     influence = np.array([[0.1, 0.9, 0.5, np.nan], [3.0, np.nan, np.nan, np.nan]])
     assert select_frames(influence, 2).tolist() == [[False, True, True, False], [True, False, False, False]]
@@ -142,6 +152,21 @@ def test_table6_inference_sees_only_the_k_selected_frames(planted, checkpoints, 
     assert not np.allclose(chosen.probs, everything.probs)
     assert metrics["frame_selection"] == {"mode": mode, "k": 2}
     assert "test_picked" not in metrics  # the training history scored all frames
+    # The probabilities are those of a forward pass that sees exactly the 2 frames ranked here.
+    bank = ClipBank(planted.features)
+    for fold in (1, 2):
+        model = model_from_checkpoint(checkpoints[fold])
+        mine = np.flatnonzero(chosen.fold == fold)
+        rows = np.array([planted.features.clip_id.index(chosen.clip_id[i]) for i in mine])
+        x, mask, _ = bank.batch(rows, 8)
+        keep = torch.zeros_like(mask)
+        for row, influence in enumerate(everything.influence[mine]):
+            ranked = sorted(np.flatnonzero(~np.isnan(influence)), key=lambda t: influence[t],
+                            reverse=mode == "highest")
+            keep[row, ranked[:2]] = True
+        with torch.no_grad():
+            direct = model(x, mask & keep).probs.numpy()
+        assert np.allclose(direct, chosen.probs[mine], atol=1e-5)
 
 
 def test_frame_selection_rejects_unknown_modes_and_k_below_one():

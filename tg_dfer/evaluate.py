@@ -37,7 +37,9 @@ from tg_dfer.train import ClipBank, model_from_checkpoint, predict
 PREDICTIONS_SCHEMA = "tg-dfer/predictions/1"
 RANDOM_WEIGHTS_WARNING = ("features (and texts) came from RANDOM CLIP weights: these numbers test the pipeline "
                           "and mean nothing about facial expressions")
-TEST_PICKED_NOTE = ("epoch picked on the TEST fold (optimistic, as some published DFER numbers are): for "
+# DFER-CLIP's main.py (zengqunzhao/DFER-CLIP at cdec287) scores its test list every epoch and keeps the
+# first epoch of highest top-1 accuracy (WAR), then reports that epoch's UAR and WAR.
+TEST_PICKED_NOTE = ("epoch of best TEST-fold WAR (first of equals), as DFER-CLIP selects: optimistic, for "
                     "comparison with published results only, never a model-selection result")
 CURVE_COLUMNS = ("epoch", "train_loss", "train_war", "val_loss", "val_uar", "val_war", "test_loss", "test_uar",
                  "test_war", "lr", "prompt_lr", "seconds")
@@ -281,7 +283,7 @@ def evaluate_folds(checkpoints: dict[int, dict[str, Any]], features: FeatureCach
         other_report = report(other_part.label, other_part.pred, names)
         epoch = int(checkpoint["epochs"] if other == "last" else checkpoint["best_epoch"])
         last[str(fold)] = {"uar": other_report["uar"], "war": other_report["war"], "epoch": epoch}
-        test = _epoch_extra(checkpoint.get("history", []), "test_uar")
+        test = _epoch_extra(checkpoint.get("history", []), "test_war")
         if test is not None:
             picked[str(fold)] = test
     predictions = PredictionSet.concatenate(parts)

@@ -17,7 +17,8 @@ from matplotlib import cm, colors  # noqa: E402
 
 from tg_dfer.inference import min_max  # noqa: E402
 
-INFLUENCE_CMAP = "coolwarm"
+# Sec. 4.5.2: the paper's colour bar runs from dark purple (low attention) to light yellow (high): viridis.
+INFLUENCE_CMAP = "viridis"
 
 
 def influence_strip(crops: list[np.ndarray], influence: np.ndarray, labels: list[str], title: str,

@@ -27,18 +27,18 @@ class ModelConfig:
     fine_depth: int = 1  # transformer layers of the fine-grained (windowed) module
     coarse_depth: int = 1  # transformer layers of the coarse-grained (whole clip) module
     window: int = 4  # w: frames per window of the fine-grained module
-    stride: int = 1  # s: step between windows; s = w means windows do not overlap
+    stride: int = 1  # s: step between windows (Eq. 3); s = w means windows do not overlap (o = w - s = 0)
     heads: int = 8  # attention heads of both temporal modules
     mlp_ratio: float = 4.0  # hidden size of the transformer MLPs, in multiples of D
     dropout: float = 0.1  # dropout inside the temporal transformers
 
-    # Text prompt X^FP (Sec. 3.3, Eq. 6).
+    # Text prompt X^FP (Sec. 3.3.1, Eq. 6).
     text_prompt: str = "class"  # class: [ctx] + "<class name>." | descriptors: [ctx] + descriptor text
     learnable_context: bool = True  # CoOp-style learnable context tokens; False: the cached embeddings
     context_length: int = 8  # M: number of learnable context tokens
     class_specific_context: bool = False  # one context per class instead of one shared by all classes
 
-    # Visual prompt (Sec. 3.3, Eqs. 7-10) and bag prediction (Sec. 3.4, Eq. 11).
+    # Visual prompt (Sec. 3.3.2, Eqs. 7-10) and bag prediction (Sec. 3.3.2, Eq. 11).
     visual_prompt: str = "add"  # add: X^P = MLP(X^FP + V^P) + X^CP | prepend: V^P as a prompt token | none
     mil_pooling: str = "topk"  # per-frame scores -> bag score: mean | max | lse | attention | topk (docs/model.md)
     topk_fraction: float = 0.25  # mil_pooling = topk: share of the valid frames averaged

@@ -1,4 +1,4 @@
-"""Text prompts through the frozen CLIP text tower (paper Sec. 3.3, Eq. 6), CoOp style.
+"""Text prompts through the frozen CLIP text tower (paper Sec. 3.3.1, Eq. 6), CoOp style.
 
 Only the text tower of CLIP is kept (token embedding, transformer, final norm, projection); the
 image tower is never needed here, so training runs on cached image features alone.

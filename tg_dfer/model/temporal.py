@@ -68,11 +68,13 @@ def window_starts(frames: int, window: int, stride: int) -> list[int]:
 class FineGrained(nn.Module):
     """Fine-grained temporal module (Eqs. 2-3).
 
-    Eq. 2: the T frames are cut into overlapping windows of ``window`` frames every ``stride``
-    frames; each window gets a learnable positional embedding per position in the window and
-    goes through its own pass of a transformer encoder (shared weights), so attention stays local.
-    Eq. 3: window outputs are folded back to T frames by averaging, for each frame, the outputs
-    of every window that contains it.
+    Eq. 3: the T frames are cut into N windows X'_i = [X_{i s}, ..., X_{i s + w - 1}] of ``window``
+    (w) frames every ``stride`` (s) frames, N = floor((T - w) / s + 1). Eq. 2: each window gets a
+    learnable positional embedding P^f per position in the window and goes through its own pass of
+    the transformer encoder E_f (shared weights), so attention stays local. The paper does not say
+    how the N x w outputs become the T x d of Eq. 5; we fold them back by averaging, for each frame,
+    the outputs of every window that contains it, and add a last window flush with the end where s
+    does not divide T - w (which would leave the last frames out of every window).
     """
 
     def __init__(self, config: ModelConfig):

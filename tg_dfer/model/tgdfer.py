@@ -20,7 +20,7 @@ from tg_dfer.model.temporal import MultiGrainedTemporal
 class Output:
     """What one forward pass gives. ``frame_scores[b, t, k]`` is the influence of frame t on class k."""
 
-    logits: torch.Tensor  # (B, C) bag logits (Eq. 11 before the softmax)
+    logits: torch.Tensor  # (B, C) bag logits (Eq. 11 before the softmax over classes)
     probs: torch.Tensor  # (B, C) softmax over classes
     frame_scores: torch.Tensor  # (B, T, C) cos(X^I_t, X^P_k) / tau; 0 on padding
     attention: torch.Tensor  # (B, T, C) text-guided frame attention A (Eq. 8); 0 on padding
@@ -66,7 +66,7 @@ def mil_pool(scores: torch.Tensor, mask: torch.Tensor, how: str, attention: torc
 # tau = 0.01, so each SGD step at lr 1e-2 moves it by about lr / tau relative to a unit X^CP: the
 # prompts then follow V^P, the clip's own frames, and the model scores every frame's similarity to
 # its clip instead of its class. Anchoring X^CP at norm 4 makes those steps 16x smaller (the same
-# function class, the sum is L2-normalised before Eq. 11); measured in docs/model.md.
+# function class, the sum is L2-normalised before Eq. 11); measured in docs/paper-deviations.md (item 4).
 COARSE_TEXT_GAIN = 4.0
 
 
@@ -130,13 +130,15 @@ class TGDFER(nn.Module):
         instances = self.temporal(frames, mask)  # X^I (B, T, D), Eq. 5
         unit = F.normalize(instances, dim=-1)  # (B, T, D)
 
-        # Eqs. 7-8: frame attention per class, cos(X^I, X^FP) / tau, softmax over valid frames
+        # Eq. 8: A = cos(X^I, X^FP) / tau per frame and class; the softmax over the valid frames is our
+        # reading (the paper normalises only V^P), so that A . X^I below is a weighted mean of frames.
         similarity = unit @ text.T / cfg.tau  # (B, T, C)
         attention = similarity.masked_fill(~mask.unsqueeze(-1), float("-inf")).softmax(dim=1)  # (B, T, C)
-        # Eq. 9: one visual prompt per class, the attention-weighted mean of the instances
+        # Eq. 7: V^P = N(A . X^I) with N the L2 normalisation; one visual prompt per class (each X^FP_k
+        # attends to the frames on its own).
         visual = F.normalize(torch.einsum("btc,btd->bcd", attention, instances), dim=-1)  # V^P (B, C, D)
 
-        # Eq. 10: the final class prompts X^P
+        # Eqs. 9-10: the enhanced fine-grained label features X^P
         if cfg.visual_prompt == "add":
             prompts = self.prompt_mlp(text + visual) + COARSE_TEXT_GAIN * self.coarse_text  # (B, C, D)
         elif cfg.visual_prompt == "prepend":
@@ -145,7 +147,8 @@ class TGDFER(nn.Module):
         else:
             prompts = text.unsqueeze(0).expand(frames.shape[0], -1, -1)  # (B, C, D)
 
-        # Eq. 11: per-frame class scores, pooled over the bag of frames
+        # Eq. 11: per-frame class scores cos(X^I_t, X^P_k) / tau, pooled over the bag of frames (the pooling
+        # is our choice: the paper writes the cosine of X^I, all T frames, with X^P_k)
         scores = torch.einsum("btd,bcd->btc", unit, F.normalize(prompts, dim=-1)) / cfg.tau  # (B, T, C)
         scores = scores * mask.unsqueeze(-1)
         logits = mil_pool(scores, mask, cfg.mil_pooling, attention, cfg.topk_fraction)  # (B, C)
