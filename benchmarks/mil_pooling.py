@@ -19,7 +19,10 @@ import numpy as np
 import torch
 
 from tg_dfer.synthetic import planted_cache
-from tg_dfer.train import ClipBank, TrainConfig, fit, predict
+from tg_dfer.training.bank import FeatureBank
+from tg_dfer.training.config import TrainConfig
+from tg_dfer.training.loop import fit
+from tg_dfer.training.predict import predict_rows
 
 
 def score(pooling: str, seed: int, contiguous: bool, epochs: int) -> dict:
@@ -31,7 +34,7 @@ def score(pooling: str, seed: int, contiguous: bool, epochs: int) -> dict:
     model = result.model
     model.load_learned_state_dict(result.best_state)
     rows = result.split.test
-    out = predict(model, ClipBank(planted.features), rows)
+    out = predict_rows(model, FeatureBank(planted.features), rows)
     accuracy = float(np.mean(out.pred == planted.features.label[rows]))
     top = np.argsort(-np.nan_to_num(out.influence, nan=-np.inf), axis=1)[:, :3]
     precision = float(np.take_along_axis(planted.signal[rows], top, axis=1).mean())

@@ -19,9 +19,12 @@ import time
 
 import torch
 
-import tg_dfer.inference as inference
-from tg_dfer.backbone import load_clip, pick_device
+import tg_dfer.inference.predictor as predictor_module
+from tg_dfer.backbone import load_backbone
+from tg_dfer.devices import pick_device
 from tg_dfer.faces import make_detector
+from tg_dfer.inference.inputs import collect_inputs
+from tg_dfer.inference.model_file import load_model_file
 
 
 def main() -> None:
@@ -33,25 +36,25 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     args = parser.parse_args()
     device = pick_device(args.device)
-    model = inference.load_model_file(args.model)
-    loaded = load_clip(model.clip["model"], model.clip_checkpoint(), device, int(model.clip.get("seed", 0)))
-    predictor = inference.Predictor(model, loaded, device, args.batch_size)
+    model = load_model_file(args.model)
+    loaded = load_backbone(model.clip["model"], model.clip_checkpoint(), device, int(model.clip.get("seed", 0)))
+    predictor = predictor_module.Predictor(model, loaded, device, args.batch_size)
     busy, images = [0.0], [0]
-    encode = inference.encode_pending
+    encode = predictor_module.encode_clips
 
-    def timed(loaded, pending, views, frames):
+    def timed(loaded, pending, views=1, seed=0):
         started = time.perf_counter()
-        out = encode(loaded, pending, views, frames)  # ends with .cpu(): the device has finished
+        out = encode(loaded, pending, views, seed)  # waits for the copy back: the device has finished
         busy[0] += time.perf_counter() - started
-        images[0] += sum(clip.pixels.shape[0] for clip in pending)
+        images[0] += sum(len(clip.crops) for clip in pending)
         return out
 
-    inference.encode_pending = timed
-    items = inference.collect_inputs(args.inputs)
+    predictor_module.encode_clips = timed
+    items = collect_inputs(args.inputs)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     started = time.perf_counter()
-    found = inference.faces_in_threads(items, lambda: make_detector(model.detector, device=device), model.policy,
+    found = predictor_module.faces_in_threads(items, lambda: make_detector(model.detector, device=device), model.policy,
                                        args.workers)
     videos = predictor.run(found)
     wall = time.perf_counter() - started

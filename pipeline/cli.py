@@ -11,9 +11,11 @@ import importlib
 
 import click
 
+from pipeline.deps import STAGES
 from tg_dfer import __version__
 
-# command (and its module pipeline/<command>.py, "-" spelt "_") -> the one-line help of `tg-dfer --help`
+# command -> the one-line help of `tg-dfer --help`. A stage's module is pipeline/stages/<command>.py, a
+# tool's pipeline/tools/<command>.py ("-" spelt "_").
 COMMANDS = {
     "demo": "Render the demo dataset of synthetic face videos -> data/demo/videos/.",
     "prepare": "List a dataset's clips -> data/<dataset>/manifest.csv, classes.json, prepare_report.json.",
@@ -42,7 +44,8 @@ class StageGroup(click.Group):
         if name not in COMMANDS:
             return None
         python_name = name.replace("-", "_")
-        module = importlib.import_module(f"pipeline.{python_name}")
+        package = "stages" if name in STAGES else "tools"
+        module = importlib.import_module(f"pipeline.{package}.{python_name}")
         return getattr(module, python_name)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:

@@ -1,13 +1,13 @@
-"""Shared fixtures: real media from ../shared/media, tiny generated clips, a tiny CLIP."""
+"""Shared fixtures: real media from ../shared/media, a tiny CLIP, one torch thread; the e2e tests are slow."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
+from helpers import MEDIA
+from helpers.media import tiny_clip
 
 
 @pytest.fixture(scope="session")
@@ -15,29 +15,6 @@ def media() -> Path:
     if not MEDIA.is_dir():
         pytest.skip(f"real test media not found at {MEDIA} (the shared folder beside the repository)")
     return MEDIA
-
-
-def numbered_frames(count: int, height: int = 48, width: int = 64) -> np.ndarray:
-    """Frames whose flat grey level encodes their index, so decoded frames can be identified."""
-    levels = np.linspace(20, 235, count).round().astype(np.uint8)
-    return np.broadcast_to(levels[:, None, None, None], (count, height, width, 3)).copy()
-
-
-def frame_number(frame: np.ndarray, count: int) -> int:
-    levels = np.linspace(20, 235, count)
-    return int(np.argmin(np.abs(levels - frame.mean())))
-
-
-def tiny_clip(seed: int = 0):
-    """A small CLIP of the real class, for tests that need the code path, not the size."""
-    import torch
-    from clip.model import CLIP
-
-    torch.manual_seed(seed)
-    # Widths of 64: clip's build_model infers one attention head per 64 channels.
-    return CLIP(embed_dim=32, image_resolution=32, vision_layers=1, vision_width=64, vision_patch_size=16,
-                context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1,
-                transformer_layers=1).eval()
 
 
 @pytest.fixture
@@ -55,3 +32,10 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Everything under tests/e2e/ runs whole stages or the pipeline: marked slow (`pytest -m "not slow"`)."""
+    for item in items:
+        if "e2e" in item.path.parts:
+            item.add_marker(pytest.mark.slow)

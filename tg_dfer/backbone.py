@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import warnings
-
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from tg_dfer.hashes import sha256_file
 
 with warnings.catch_warnings():
     # openai-clip imports pkg_resources only for a version check; its deprecation warning is noise.
@@ -54,7 +55,7 @@ class WeightsError(Exception):
 
 
 @dataclass
-class LoadedClip:
+class Backbone:
     """A frozen CLIP model in eval mode, with the identity of its weights."""
 
     model: CLIP
@@ -85,14 +86,6 @@ def default_checkpoint(name: str) -> Path:
     return Path(os.path.expanduser("~/.cache/clip")) / os.path.basename(url)
 
 
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def state_dict_sha256(state_dict: dict[str, torch.Tensor]) -> str:
     """A hash of weights that does not depend on how they were serialised."""
     digest = hashlib.sha256()
@@ -103,7 +96,7 @@ def state_dict_sha256(state_dict: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def random_clip(name: str = "ViT-B/32", seed: int = 0) -> CLIP:
+def random_weights_model(name: str = "ViT-B/32", seed: int = 0) -> CLIP:
     """The real architecture of ``name`` with weights drawn from CLIP's own initialiser, seeded."""
     if name not in ARCHITECTURES:
         raise WeightsError(f"no random architecture for {name!r}; choose one of {', '.join(ARCHITECTURES)}")
@@ -144,8 +137,8 @@ def model_dtype(precision: str, device: str) -> torch.dtype:
     return PRECISIONS[precision]
 
 
-def load_clip(name: str = "ViT-B/32", checkpoint: str | os.PathLike | None = None, device: str = "cpu",
-              seed: int = 0, precision: str = "auto") -> LoadedClip:
+def load_backbone(name: str = "ViT-B/32", checkpoint: str | os.PathLike | None = None, device: str = "cpu",
+              seed: int = 0, precision: str = "auto") -> Backbone:
     """Load frozen CLIP weights offline; see the module docstring for where they come from.
 
     ``precision`` (auto | fp32 | fp16 | bf16) is the dtype the weights are cast to; CLIP's own
@@ -153,16 +146,16 @@ def load_clip(name: str = "ViT-B/32", checkpoint: str | os.PathLike | None = Non
     """
     dtype = model_dtype(precision, device)
     if checkpoint == "random":
-        model = random_clip(name, seed)
+        model = random_weights_model(name, seed)
         sha = state_dict_sha256(model.state_dict())
-        loaded = LoadedClip(model, name, sha, random_weights=True, source=f"random(seed={seed})")
+        loaded = Backbone(model, name, sha, random_weights=True, source=f"random(seed={seed})")
     else:
         path = Path(checkpoint) if checkpoint else default_checkpoint(name)
         if not path.is_file():
             raise WeightsError(
                 f"CLIP weights for {name} not found at {path}. This pipeline never downloads. Copy OpenAI's "
                 f"{os.path.basename(str(default_checkpoint(name)))} (the file clip.load('{name}') downloads) to "
-                f"{default_checkpoint(name)}, or set clip.checkpoint in params.yaml to its path."
+                f"{default_checkpoint(name)}, or give the path of the file you have as the checkpoint."
             )
         state_dict = _read_state_dict(path)
         try:
@@ -172,7 +165,7 @@ def load_clip(name: str = "ViT-B/32", checkpoint: str | os.PathLike | None = Non
                                    if key not in ("input_resolution", "context_length", "vocab_size")})
         except (KeyError, RuntimeError) as error:
             raise WeightsError(f"{path}: weights do not fit a CLIP model: {error}") from error
-        loaded = LoadedClip(model, name, sha256_file(path), random_weights=False, source=str(path))
+        loaded = Backbone(model, name, sha256_file(path), random_weights=False, source=str(path))
     for parameter in loaded.model.parameters():
         parameter.requires_grad_(False)
     loaded.model.to(device=device, dtype=dtype)
@@ -180,14 +173,6 @@ def load_clip(name: str = "ViT-B/32", checkpoint: str | os.PathLike | None = Non
         if isinstance(module, torch.nn.LayerNorm):
             module.float()  # CLIP's LayerNorm computes in fp32 (as clip's own fp16 conversion leaves it)
     return loaded
-
-
-def pick_device(requested: str = "auto") -> str:
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise WeightsError(f"device {requested!r} asked for, but torch sees no CUDA GPU")
-    return requested
 
 
 def preprocess(images: torch.Tensor, size: int = 224) -> torch.Tensor:
@@ -213,7 +198,7 @@ def preprocess(images: torch.Tensor, size: int = 224) -> torch.Tensor:
 
 
 @torch.no_grad()
-def encode_images(loaded: LoadedClip, pixels: torch.Tensor) -> torch.Tensor:
+def encode_images(loaded: Backbone, pixels: torch.Tensor) -> torch.Tensor:
     """L2-normalised image embeddings (B, D) in float32 of preprocessed pixels (B, 3, S, S)."""
     model = loaded.model
     features = model.encode_image(pixels.to(model.dtype))
@@ -221,7 +206,7 @@ def encode_images(loaded: LoadedClip, pixels: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def encode_texts(loaded: LoadedClip, texts: Sequence[str]) -> np.ndarray:
+def encode_texts(loaded: Backbone, texts: Sequence[str]) -> np.ndarray:
     """L2-normalised text embeddings (C, D) as float32 numpy; long prompts are truncated."""
     device = loaded.model.text_projection.device
     tokens = clip.tokenize(list(texts), truncate=True).to(device)

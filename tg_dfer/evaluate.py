@@ -20,21 +20,21 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-import h5py
 import numpy as np
 
-from tg_dfer import __version__
-from tg_dfer.cache import FeatureCache, SchemaError, open_checked
+from tg_dfer.hashes import check_same_weights
+from tg_dfer.io.features_h5 import FeatureCache
+from tg_dfer.io.predictions_h5 import PredictionSet, write_predictions
 from tg_dfer.metrics import report, summarize
 from tg_dfer.model import TextEncoder
-from tg_dfer.train import ClipBank, model_from_checkpoint, predict
+from tg_dfer.training.bank import FeatureBank
+from tg_dfer.training.checkpoint import model_from_checkpoint
+from tg_dfer.training.predict import predict_rows
 
-PREDICTIONS_SCHEMA = "tg-dfer/predictions/1"
 RANDOM_WEIGHTS_WARNING = ("features (and texts) came from RANDOM CLIP weights: these numbers test the pipeline "
                           "and mean nothing about facial expressions")
 # DFER-CLIP's main.py (zengqunzhao/DFER-CLIP at cdec287) scores its test list every epoch and keeps the
@@ -48,116 +48,12 @@ CURVE_COLUMNS = ("epoch", "train_loss", "train_war", "val_loss", "val_uar", "val
 # --------------------------------------------------------------------------------- predictions.h5
 
 
-@dataclass
-class PredictionSet:
-    """Contents of a predictions.h5. N clips, C classes, T frames seen per clip."""
-
-    clip_id: list[str]
-    label: np.ndarray  # (N,) int64, -1 unknown
-    fold: np.ndarray  # (N,) int32, the fold whose model predicted the clip
-    probs: np.ndarray  # (N, C) float32, rows sum to 1
-    pred: np.ndarray  # (N,) int64
-    frame_index: np.ndarray  # (N, T) int32, source frames seen at test time, -1 on padding
-    influence: np.ndarray  # (N, T) float32, raw per-frame score of the predicted class, NaN on padding
-    class_names: list[str]
-    attrs: dict[str, Any]
-
-    def __len__(self) -> int:
-        return len(self.clip_id)
-
-    def select(self, rows: np.ndarray) -> "PredictionSet":
-        """The clips at ``rows`` (an index array or a boolean mask)."""
-        rows = np.flatnonzero(rows) if np.asarray(rows).dtype == bool else np.asarray(rows, dtype=np.int64)
-        return PredictionSet([self.clip_id[row] for row in rows], self.label[rows], self.fold[rows],
-                             self.probs[rows], self.pred[rows], self.frame_index[rows], self.influence[rows],
-                             self.class_names, dict(self.attrs))
-
-    @staticmethod
-    def concatenate(parts: Sequence["PredictionSet"]) -> "PredictionSet":
-        if not parts:
-            raise ValueError("nothing to concatenate")
-        first = parts[0]
-        return PredictionSet(
-            clip_id=[clip for part in parts for clip in part.clip_id],
-            label=np.concatenate([part.label for part in parts]),
-            fold=np.concatenate([part.fold for part in parts]),
-            probs=np.concatenate([part.probs for part in parts]),
-            pred=np.concatenate([part.pred for part in parts]),
-            frame_index=np.concatenate([part.frame_index for part in parts]),
-            influence=np.concatenate([part.influence for part in parts]),
-            class_names=first.class_names,
-            attrs=first.attrs,
-        )
 
 
-def check_predictions(preds: PredictionSet, where: str = "predictions") -> None:
-    """Raise :class:`SchemaError` unless shapes, types and values follow the schema."""
-    N, C = len(preds.clip_id), len(preds.class_names)
-    if preds.probs.ndim != 2 or preds.probs.shape != (N, C):
-        raise SchemaError(f"{where}: probs has shape {preds.probs.shape}, expected ({N}, {C})")
-    T = preds.frame_index.shape[1] if preds.frame_index.ndim == 2 else -1
-    for name, shape in (("label", (N,)), ("fold", (N,)), ("pred", (N,)), ("frame_index", (N, T)),
-                        ("influence", (N, T))):
-        if getattr(preds, name).shape != shape:
-            raise SchemaError(f"{where}: {name} has shape {getattr(preds, name).shape}, expected {shape}")
-    if N and not np.allclose(preds.probs.sum(axis=1), 1.0, atol=1e-3):
-        raise SchemaError(f"{where}: probs rows do not sum to 1")
-    if N and (preds.pred.min() < 0 or preds.pred.max() >= C):
-        raise SchemaError(f"{where}: pred holds ids outside 0..{C - 1}")
-    if N and (preds.label.min() < -1 or preds.label.max() >= C):
-        raise SchemaError(f"{where}: label holds ids outside -1..{C - 1}")
-    padding = preds.frame_index < 0
-    if np.isnan(preds.influence[~padding]).any() or not np.isnan(preds.influence[padding]).all():
-        raise SchemaError(f"{where}: influence must be NaN exactly where frame_index is -1 (padding)")
 
 
-def write_predictions(path: str | Path, preds: PredictionSet) -> None:
-    """Write a predictions.h5 (schema ``tg-dfer/predictions/1``), atomically."""
-    check_predictions(preds, str(path))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    string = h5py.string_dtype("utf-8")
-    try:
-        with h5py.File(partial, "w") as handle:
-            attrs = {"schema": PREDICTIONS_SCHEMA, "package_version": __version__, **preds.attrs,
-                     "class_names": json.dumps(list(preds.class_names))}
-            for key, value in attrs.items():
-                handle.attrs[key] = json.dumps(value) if isinstance(value, (dict, list, tuple)) else value
-            handle["clip_id"] = np.array(preds.clip_id, dtype=object).astype(string)
-            handle["label"] = preds.label.astype(np.int64)
-            handle["fold"] = preds.fold.astype(np.int32)
-            handle["probs"] = preds.probs.astype(np.float32)
-            handle["pred"] = preds.pred.astype(np.int64)
-            handle["frame_index"] = preds.frame_index.astype(np.int32)
-            handle["influence"] = preds.influence.astype(np.float32)
-        os.replace(partial, path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
 
 
-def read_predictions(path: str | Path) -> PredictionSet:
-    """Read a predictions.h5, checking its schema attribute, shapes and values."""
-    with open_checked(path, PREDICTIONS_SCHEMA) as handle:
-        attrs = dict(handle.attrs)
-        missing = [name for name in ("clip_id", "label", "fold", "probs", "pred", "frame_index", "influence")
-                   if name not in handle]
-        if missing:
-            raise SchemaError(f"{path}: datasets missing: {', '.join(missing)}")
-        preds = PredictionSet(
-            clip_id=[v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in handle["clip_id"][:]],
-            label=handle["label"][:].astype(np.int64),
-            fold=handle["fold"][:].astype(np.int32),
-            probs=handle["probs"][:].astype(np.float32),
-            pred=handle["pred"][:].astype(np.int64),
-            frame_index=handle["frame_index"][:].astype(np.int32),
-            influence=handle["influence"][:].astype(np.float32),
-            class_names=json.loads(attrs.get("class_names", "[]")),
-            attrs={key: value for key, value in attrs.items() if key not in ("schema", "class_names")},
-        )
-    check_predictions(preds, str(path))
-    return preds
 
 
 # ----------------------------------------------------------------------------------- evaluation
@@ -166,7 +62,7 @@ def read_predictions(path: str | Path) -> PredictionSet:
 def select_frames(influence: np.ndarray, k: int, highest: bool = True) -> np.ndarray:
     """(N, T) bool masks keeping the ``k`` valid frames of highest (or lowest) influence per clip.
 
-    For the paper's Table 6: pass them as ``masks`` to :func:`tg_dfer.train.predict`. Clips with
+    For the paper's Table 6: pass them as ``masks`` to :func:`tg_dfer.training.predict.predict_rows`. Clips with
     fewer than ``k`` valid frames keep all of them.
     """
     valid = ~np.isnan(influence)
@@ -175,6 +71,9 @@ def select_frames(influence: np.ndarray, k: int, highest: bool = True) -> np.nda
     ranks = np.empty_like(order)
     np.put_along_axis(ranks, order, np.arange(influence.shape[1])[None].repeat(len(influence), 0), axis=1)
     return valid & (ranks < k)
+
+
+FRAME_MODES = ("all", "highest", "lowest")
 
 
 @dataclass(frozen=True)
@@ -189,7 +88,7 @@ class FrameSelection:
     k: int = 4
 
     def __post_init__(self) -> None:
-        if self.mode not in ("all", "highest", "lowest"):
+        if self.mode not in FRAME_MODES:
             raise ValueError(f"frame selection must be all, highest or lowest, got {self.mode!r}")
         if self.k < 1:
             raise ValueError(f"the number of selected frames must be >= 1, got {self.k}")
@@ -201,25 +100,47 @@ class FrameSelection:
 ALL_FRAMES = FrameSelection()
 
 
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """The ``evaluate`` params section."""
+
+    weights: str = "best"  # best (chosen on validation) | last (last epoch); the other is reported too
+    batch_size: int = 256
+    device: str = "auto"  # auto | cpu | cuda
+    frames: str = "all"  # Table 6: all | highest | lowest
+    frames_k: int = 4  # how many frames highest / lowest keeps
+
+    def __post_init__(self) -> None:
+        if self.weights not in ("best", "last"):
+            raise ValueError(f"weights must be one of best, last, got {self.weights!r}")
+        if self.frames not in FRAME_MODES:
+            raise ValueError(f"frames must be one of {', '.join(FRAME_MODES)}, got {self.frames!r}")
+        for name in ("batch_size", "frames_k"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+
+    @property
+    def selection(self) -> FrameSelection:
+        return FrameSelection(self.frames, self.frames_k)
+
+
 def predict_fold(checkpoint: dict[str, Any], features: FeatureCache, rows: np.ndarray, fold: int,
                  which: str = "best", encoder: TextEncoder | None = None, device: str = "cpu",
-                 batch_size: int = 256, bank: ClipBank | None = None,
+                 batch_size: int = 256, bank: FeatureBank | None = None,
                  frames: FrameSelection = ALL_FRAMES) -> PredictionSet:
     """Predictions of one fold's model (``best`` or ``last`` weights) on cache ``rows``."""
     names = features.class_names
     if checkpoint["class_names"] != names:
         raise ValueError(f"the model knows classes {checkpoint['class_names']}, the features {names}")
-    sha = features.attrs.get("checkpoint_sha256")
-    if checkpoint["clip"]["sha256"] != sha:
-        raise ValueError(f"the model was trained on features of CLIP weights {checkpoint['clip']['sha256'][:12]}..., "
-                         f"these features come from {str(sha)[:12]}...")
+    check_same_weights(checkpoint["clip"]["sha256"], str(features.attrs.get("checkpoint_sha256")),
+                       f"the model of fold {fold}", "the features", "re-run train on these features")
     model = model_from_checkpoint(checkpoint, which, encoder, device)
-    bank = bank or ClipBank(features, device)
+    bank = bank or FeatureBank(features, device)
     rows = np.asarray(rows, dtype=np.int64)
-    out = predict(model, bank, rows, features.label, batch_size)
+    out = predict_rows(model, bank, rows, features.label, batch_size)
     if frames.mode != "all":
         masks = select_frames(out.influence, frames.k, highest=frames.mode == "highest")
-        out = predict(model, bank, rows, features.label, batch_size, masks=masks)
+        out = predict_rows(model, bank, rows, features.label, batch_size, masks=masks)
     return PredictionSet(
         clip_id=[features.clip_id[row] for row in rows],
         label=features.label[rows].astype(np.int64),
@@ -266,7 +187,7 @@ def evaluate_folds(checkpoints: dict[int, dict[str, Any]], features: FeatureCach
         raise ValueError(f"weights must be best or last, got {which!r}")
     names = features.class_names
     test_fold = np.asarray(test_fold)
-    bank = ClipBank(features, device)
+    bank = FeatureBank(features, device)
     parts, fold_reports, last, picked = [], {}, {}, {}
     for fold in sorted(checkpoints):
         checkpoint = checkpoints[fold]

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 import numpy as np  # noqa: E402
 from matplotlib import cm, colors  # noqa: E402
 
-from tg_dfer.inference import min_max  # noqa: E402
+from tg_dfer.inference.records import min_max  # noqa: E402
 
 # Sec. 4.5.2: the paper's colour bar runs from dark purple (low attention) to light yellow (high): viridis.
 INFLUENCE_CMAP = "viridis"

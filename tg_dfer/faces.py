@@ -27,12 +27,12 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from tg_dfer.cache import NUM_LANDMARKS, FaceRecord
-from tg_dfer.sampling import segment_indices
-from tg_dfer.video import Clip, VideoError, open_clip
+from tg_dfer.io.faces_h5 import NUM_LANDMARKS, FaceRecord
+from tg_dfer.io.images import IMAGE_FORMATS, encode_image
+from tg_dfer.sampling import MODES, segment_indices
+from tg_dfer.video import Clip, VideoError, open_video
 
 DETECTORS = ("face_alignment", "opencv", "none")
-IMAGE_FORMATS = ("jpeg", "png")
 
 
 class DetectorError(Exception):
@@ -48,6 +48,8 @@ class Detection:
 
 @dataclass(frozen=True)
 class CropPolicy:
+    """How frames are sampled and faces cropped (the ``faces`` params section with :class:`DetectorSettings`)."""
+
     frames_per_clip: int = 16
     sampling: str = "centre"  # centre | random (random needs a seed per clip)
     crop_size: int = 224
@@ -56,6 +58,32 @@ class CropPolicy:
     max_side: int = 640  # frames are decoded no larger than this for detection
     image_format: str = "jpeg"
     jpeg_quality: int = 95
+
+    def __post_init__(self) -> None:
+        for name, minimum in (("frames_per_clip", 1), ("crop_size", 16), ("margin", 0.5), ("smooth", 1),
+                              ("max_side", 64), ("jpeg_quality", 1)):
+            if getattr(self, name) < minimum:
+                raise ValueError(f"{name} must be >= {minimum}, got {getattr(self, name)!r}")
+        if self.sampling not in MODES:
+            raise ValueError(f"sampling must be one of {', '.join(MODES)}, got {self.sampling!r}")
+        if self.image_format not in IMAGE_FORMATS:
+            raise ValueError(f"image_format must be one of {', '.join(IMAGE_FORMATS)}, got {self.image_format!r}")
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    """Which detector finds the faces, and how a clip is read (the rest of the ``faces`` section)."""
+
+    detector: str = "opencv"  # face_alignment | opencv | none
+    seed: int = 0  # of the random sampling mode
+    decode_timeout: float = 120.0  # seconds per ffmpeg call before a clip is recorded as failed
+    device: str = "auto"  # for face_alignment
+
+    def __post_init__(self) -> None:
+        if self.detector not in DETECTORS:
+            raise ValueError(f"detector must be one of {', '.join(DETECTORS)}, got {self.detector!r}")
+        if not self.decode_timeout > 0:
+            raise ValueError(f"decode_timeout must be > 0, got {self.decode_timeout!r}")
 
 
 # ------------------------------------------------------------------------------------- detectors
@@ -121,7 +149,7 @@ class FaceAlignmentDetector:
             raise DetectorError(
                 "face_alignment weights not found (this pipeline never downloads): " + "; ".join(missing)
                 + ". Copy the files published by the face_alignment project there (set TORCH_HOME to use "
-                "another cache folder), or use faces.detector: opencv."
+                "another cache folder), or use the offline opencv detector."
             )
         self.torch = torch
         self.device = device
@@ -222,23 +250,8 @@ def crop_square(frame: np.ndarray, centre: tuple[float, float], side: float, ang
                           borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
 
 
-def encode_image(image: np.ndarray, image_format: str, jpeg_quality: int = 95) -> bytes:
-    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    if image_format == "jpeg":
-        ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
-    else:
-        ok, data = cv2.imencode(".png", bgr)
-    if not ok:
-        raise ValueError(f"could not encode a crop as {image_format}")
-    return data.tobytes()
 
 
-def decode_image(data: bytes) -> np.ndarray:
-    """An encoded crop back to (H, W, 3) uint8 RGB."""
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError("undecodable crop bytes")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def crop_clip(clip_id: str, clip: Clip, detector, policy: CropPolicy,
@@ -308,5 +321,5 @@ def crop_path(path: str | Path, clip_id: str, detector, policy: CropPolicy, seed
 
     Never raises for a bad clip: an unreadable one gives status ``failed`` with the reason.
     """
-    return guarded(path, clip_id, lambda: crop_clip(clip_id, open_clip(path, timeout=timeout), detector, policy,
+    return guarded(path, clip_id, lambda: crop_clip(clip_id, open_video(path, timeout=timeout), detector, policy,
                                                     clip_rng(seed, clip_id)))

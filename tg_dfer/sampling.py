@@ -45,3 +45,14 @@ def subsample(count_in: int, count_out: int) -> np.ndarray:
     """Positions of ``count_out`` segment-centre picks among ``count_in`` already sampled frames."""
     indices, _ = segment_indices(count_in, count_out, "centre")
     return indices
+
+
+def window_starts(frames: int, window: int, stride: int) -> list[int]:
+    """First frame of each window of ``window`` frames every ``stride`` over ``frames`` frames; a last
+    window flush with the end covers frames a stride would miss (the fine-grained module's windows,
+    Eq. 3, and sliding windows over a video alike).
+    """
+    starts = list(range(0, frames - window + 1, stride))
+    if starts[-1] + window < frames:
+        starts.append(frames - window)
+    return starts

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tg_dfer.cache import FeatureCache, TextCache
+from tg_dfer.io.features_h5 import FeatureCache
+from tg_dfer.io.text_h5 import TextCache
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Probing and decoding of clips: video files through ffmpeg-python, or folders of frame images.
 
-A clip is opened once with :func:`open_clip`; ``info.num_frames`` then tells how many frames there
+A clip is opened once with :func:`open_video`; ``info.num_frames`` then tells how many frames there
 are, and :meth:`Clip.read` decodes only the requested frame indices. For video files that is one
 ffmpeg pass with a ``select`` filter, so a 16-frame sample of a long clip never materialises the
 other frames in Python.
@@ -286,7 +286,7 @@ class FrameFolderClip(Clip):
         return np.stack([frames[int(index)] for index in wanted])
 
 
-def open_clip(path: str | Path, timeout: float | None = None) -> Clip:
+def open_video(path: str | Path, timeout: float | None = None) -> Clip:
     """Open a video file or a folder of frames; raises :class:`VideoError` with the reason."""
     path = Path(path)
     if path.is_dir():
@@ -294,13 +294,16 @@ def open_clip(path: str | Path, timeout: float | None = None) -> Clip:
     return VideoClip(path, timeout=timeout)
 
 
-def write_video(path: str | Path, frames: np.ndarray, fps: float = 25.0, crf: int = 20) -> None:
-    """Encode (T, H, W, 3) uint8 RGB frames as an H.264 mp4 with the real ffmpeg."""
+def write_video(path: str | Path, frames: np.ndarray, fps: float = 25.0, crf: int = 20,
+                container: str | None = None) -> None:
+    """Encode (T, H, W, 3) uint8 RGB frames as H.264 with the real ffmpeg, in ``container`` (default:
+    the one the file name's suffix says, an mp4 for the project's own clips)."""
     frames = np.ascontiguousarray(frames, dtype=np.uint8)
     count, height, width, _ = frames.shape
     stream = (
         ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{width}x{height}", framerate=fps)
-        .output(str(path), vcodec="libx264", pix_fmt="yuv420p", crf=crf, preset="veryfast", r=fps)
+        .output(str(path), vcodec="libx264", pix_fmt="yuv420p", crf=crf, preset="veryfast", r=fps,
+                **({"format": container} if container else {}))
         .global_args("-hide_banner", "-nostdin", "-loglevel", "error", "-y")
     )
     done = subprocess.run(stream.compile(cmd=ffmpeg_binary()), input=frames.tobytes(), capture_output=True, check=False)

@@ -21,6 +21,15 @@ class ManifestError(Exception):
     """A manifest or classes file that breaks the contract; the message names file and line."""
 
 
+class OptionError(ManifestError):
+    """An adapter option (``variant``, ``splits``, ``clips``) that does not fit the dataset; the
+    message starts with the option's name."""
+
+    def __init__(self, option: str, message: str):
+        super().__init__(f"{option} {message}")
+        self.option = option
+
+
 @dataclass(frozen=True)
 class ManifestRow:
     clip_id: str

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from tg_dfer.datasets.manifest import Manifest, ManifestError, ManifestRow, MissingClip
+from tg_dfer.datasets.manifest import Manifest, ManifestError, ManifestRow, MissingClip, OptionError
 from tg_dfer.prompt_sets import PromptSet
 from tg_dfer.video import IMAGE_SUFFIXES
 
@@ -49,7 +49,7 @@ class Layout:
 
 @dataclass(frozen=True)
 class SplitOptions:
-    """The adapter options of the ``dataset`` params section, checked."""
+    """The adapter options (variant, splits and clips folders under the root), checked."""
 
     variant: str
     splits: Path
@@ -59,18 +59,17 @@ class SplitOptions:
     def from_options(cls, adapter: str, root: Path, layout: Layout, options: dict[str, Any]) -> SplitOptions:
         variant = options.get("variant") or "frames"
         if variant not in layout.clips:
-            raise ManifestError(f"params: dataset.variant must be one of {', '.join(layout.clips)} for the "
-                                f"{adapter} adapter, got {variant!r}")
+            raise OptionError("variant", f"must be one of {', '.join(layout.clips)} for the {adapter} adapter, "
+                                         f"got {variant!r}")
         folders = {}
         for key, default in (("splits", layout.splits), ("clips", layout.clips[variant])):
             value = options.get(key) or default
             if not isinstance(value, str) or Path(value).is_absolute() or ".." in Path(value).parts:
-                raise ManifestError(f"params: dataset.{key} must be a folder inside dataset.root, given relative "
-                                    f"to it, got {value!r}")
+                raise OptionError(key, f"must be a folder inside the dataset root, given relative to it, got {value!r}")
             folders[key] = root / value
             if not folders[key].is_dir():
-                raise ManifestError(f"{folders[key]}: folder not found (dataset.{key}, default {default!r} under "
-                                    f"dataset.root {root}; see docs/datasets.md for the expected layout)")
+                raise OptionError(key, f"folder {folders[key]} not found (default {default!r} under the dataset root "
+                                       f"{root}; see docs/datasets.md for the expected layout)")
         return cls(variant=variant, **folders)
 
 
@@ -192,8 +191,8 @@ def locate(clips: dict[str, tuple[int, int]], root: Path, options: SplitOptions,
             rows.append(ManifestRow(clip_id, path, label, fold))
     if not rows:
         raise ManifestError(f"{options.clips}: none of the {len(clips)} clips the split lists name is there "
-                            f"(dataset.variant {options.variant!r}; expected e.g. {missing[0].path} under "
-                            f"{root}); check dataset.root, dataset.variant and dataset.clips")
+                            f"(variant {options.variant!r}; expected e.g. {missing[0].path} under "
+                            f"{root}); check the dataset root, its variant and the clips folder")
     return Manifest(rows=rows, class_names=list(class_names), missing=missing,
                     sources=[str(source) for source in sources])
 

@@ -12,6 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from tg_dfer.model.config import ModelConfig
+from tg_dfer.sampling import window_starts
 
 
 class Block(nn.Module):
@@ -55,14 +56,6 @@ class Encoder(nn.Module):
         for block in self.blocks:
             x = block(x, padding)
         return x
-
-
-def window_starts(frames: int, window: int, stride: int) -> list[int]:
-    """First frame of each window; a last window flush with the end covers frames a stride would miss."""
-    starts = list(range(0, frames - window + 1, stride))
-    if starts[-1] + window < frames:
-        starts.append(frames - window)
-    return starts
 
 
 class FineGrained(nn.Module):

@@ -1,0 +1,84 @@
+"""Every file the pipeline reads or writes, named once (dvc.yaml spells the same paths for DVC)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import require, section
+
+DEMO_VIDEOS = Path("data/demo/videos")
+
+
+@dataclass(frozen=True)
+class DatasetPaths:
+    """The files of dataset ``name``: its caches under data/<name>/, its results under metrics/ and models/."""
+
+    name: str
+    root: Path  # dataset.root: the clips the manifest's paths are relative to
+
+    @property
+    def folder(self) -> Path:
+        return Path("data") / self.name
+
+    @property
+    def manifest(self) -> Path:
+        return self.folder / "manifest.csv"
+
+    @property
+    def prepare_report(self) -> Path:
+        return self.folder / "prepare_report.json"
+
+    @property
+    def faces(self) -> Path:
+        return self.folder / "faces.h5"
+
+    @property
+    def features(self) -> Path:
+        return self.folder / "features.h5"
+
+    @property
+    def embed_skipped(self) -> Path:
+        return self.folder / "embed_skipped.json"
+
+    @property
+    def metrics(self) -> Path:
+        return Path("metrics") / self.name
+
+    @property
+    def faces_summary(self) -> Path:
+        return self.metrics / "faces.json"
+
+    @property
+    def qc(self) -> Path:
+        return self.metrics / "qc.csv"
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.metrics / "metrics.json"
+
+    def fold_dir(self, fold: int) -> Path:
+        return Path("models") / self.name / f"fold{fold}"
+
+    def checkpoint(self, fold: int) -> Path:
+        return self.fold_dir(fold) / "model.pt"
+
+    @property
+    def export(self) -> Path:
+        return Path("exports") / f"{self.name}.pt"
+
+    @property
+    def report(self) -> Path:
+        return Path("report") / self.name
+
+
+def dataset_paths(params: dict[str, Any]) -> DatasetPaths:
+    """The paths of the dataset the ``dataset`` section names."""
+    dataset = section(params, "dataset")
+    return DatasetPaths(require(dataset, "name", str, "dataset"), Path(require(dataset, "root", str, "dataset")))
+
+
+def text_path(prompt_set: str) -> Path:
+    """data/text/<prompt set>.h5; a prompt set given as a path is named by its file's stem."""
+    return Path("data") / "text" / f"{Path(prompt_set).stem}.h5"

@@ -1,0 +1,28 @@
+"""The ``demo`` stage: generate the embedded default dataset of synthetic face videos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from pipeline.config import DEFAULT_PARAMS, dataclass_settings, load_params, section
+from tg_dfer.demo.clips import DemoConfig, generate_demo
+
+
+@click.command("demo")
+@click.option("--params", "params_path", default=DEFAULT_PARAMS, show_default=True, help="Parameter file.")
+@click.option("--out", default="data/demo/videos", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for the videos and labels.csv.")
+def demo(params_path: str, out: str) -> None:
+    """Render the demo dataset: synthetic faces in 7 expressions, encoded as mp4 with ffmpeg.
+
+    Each clip is mostly neutral and shows its labelled expression at the apex in a few frames
+    only (weak supervision, like DFEW). Writes OUT/<clip_id>.mp4 and OUT/labels.csv
+    (clip_id,file,label,test_fold,apex_frames).
+
+    Params (section demo): clips_per_class, num_folds, seed, frame_size, min_frames, max_frames, fps.
+    """
+    config = dataclass_settings(DemoConfig, section(load_params(params_path), "demo", params_path), "demo")
+    folder = generate_demo(Path(out), config)
+    click.echo(f"demo: {config.clips_per_class * 7} clips in {folder}")

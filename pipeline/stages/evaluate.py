@@ -1,0 +1,78 @@
+"""The ``evaluate`` stage: every trained fold on its test clips -> metrics/<dataset>/."""
+
+from __future__ import annotations
+
+import click
+
+from pipeline.config import DEFAULT_PARAMS, dataclass_settings, load_params, section, train_folds
+from pipeline.loading import load_inputs, load_text_encoder
+from pipeline.paths import dataset_paths
+from tg_dfer.devices import DeviceError, pick_device
+from tg_dfer.evaluate import EvaluateConfig, FrameSelection, evaluate_folds, write_outputs
+from tg_dfer.model import ModelConfig
+from tg_dfer.training.checkpoint import CheckpointError, load_checkpoint
+
+
+@click.command("evaluate")
+@click.option("--params", "params_path", default=DEFAULT_PARAMS, show_default=True, help="Parameter file.")
+def evaluate(params_path: str) -> None:
+    """Score the trained folds on their test clips -> metrics/<dataset>/.
+
+    \b
+    Inputs:  models/<dataset>/fold<K>/model.pt for every K in train.folds,
+             data/<dataset>/features.h5 and manifest.csv (test clips of fold K = test_fold K);
+             the CLIP text tower only for models with visual_prompt = prepend.
+    Outputs (in metrics/<dataset>/):
+             metrics.json      uar, war (percent, mean over folds), uar_std, war_std, per_class,
+                               folds.<K>.*, last_epoch.* (the other weights, extra), test_picked.*
+                               (epoch chosen on the test fold: labelled extra for comparison with
+                               published numbers only), random_clip_weights (+ warning),
+                               clip_sha256 (of the CLIP weights behind the features)
+             predictions.h5    schema tg-dfer/predictions/1: clip_id, label, fold, probs, pred,
+                               frame_index and per-frame influence of the predicted class
+             confusion.json    confusion-matrix counts, summed and per fold
+             plots/confusion/{all,fold<K>}.csv  actual,predicted per clip (DVC confusion plots)
+             plots/curves/fold<K>.csv           per-epoch training curves (DVC line plots)
+
+    \b
+    Params:  evaluate.weights (best: chosen on validation | last: last epoch),
+             evaluate.batch_size, evaluate.device (auto | cpu | cuda); train.folds, dataset.name;
+             evaluate.frames (all | highest | lowest) with evaluate.frames_k: predict each clip
+             again from only its k highest- or lowest-influence frames (the paper's Table 6);
+             metrics.json then records frame_selection.
+    """
+    params = load_params(params_path)
+    config = dataclass_settings(EvaluateConfig, section(params, "evaluate", params_path), "evaluate")
+    frames = config.selection
+    folds = train_folds(params, params_path)
+    try:
+        device = pick_device(config.device)
+    except DeviceError as error:
+        raise click.ClickException(f"params: evaluate.device: {error}") from error
+    paths = dataset_paths(params)
+    inputs = load_inputs(params)
+    checkpoints = {}
+    for fold in folds:
+        try:
+            checkpoints[fold] = load_checkpoint(paths.checkpoint(fold))
+        except CheckpointError as error:
+            raise click.ClickException(f"{error} (tg-dfer train --fold {fold})") from error
+    encoder = None
+    if any(ModelConfig.from_dict(c["model_config"]).needs_text_encoder_at_inference for c in checkpoints.values()):
+        encoder, _ = load_text_encoder(params, inputs, device)
+    try:
+        predictions, metrics = evaluate_folds(checkpoints, inputs.features, inputs.test_fold, config.weights, encoder,
+                                              device, config.batch_size, frames)
+    except ValueError as error:
+        raise click.ClickException(f"{paths.features}: {error}") from error
+    metrics = {"dataset": paths.name, **metrics}
+    write_outputs(paths.metrics, predictions, metrics, {fold: c.get("history", []) for fold, c in checkpoints.items()})
+    click.echo(f"evaluate: {paths.name}, {len(folds)} fold(s), {metrics['clips']} labelled test clips: "
+               f"UAR {metrics['uar']:.2f} +- {metrics['uar_std']:.2f}, WAR {metrics['war']:.2f} +- "
+               f"{metrics['war_std']:.2f} ({config.weights} weights{_frames_note(frames)}) -> {paths.metrics_file}")
+    if metrics["random_clip_weights"]:
+        click.echo(f"evaluate: WARNING: {metrics['warning']}", err=True)
+
+
+def _frames_note(frames: FrameSelection) -> str:
+    return "" if frames.mode == "all" else f", only the {frames.k} {frames.mode}-influence frames"

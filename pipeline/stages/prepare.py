@@ -1,0 +1,60 @@
+"""The ``prepare`` stage: a dataset as it ships -> data/<dataset>/manifest.csv, classes.json and
+prepare_report.json."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import click
+
+from pipeline.config import DEFAULT_PARAMS, load_params, require, section
+from pipeline.paths import dataset_paths
+from tg_dfer.datasets.adapters import ADAPTERS, build_manifest
+from tg_dfer.datasets.manifest import ManifestError, OptionError, write_manifest, write_report
+from tg_dfer.prompt_sets import PromptSetError, load_prompt_set
+
+SHOWN_MISSING = 10
+
+
+@click.command("prepare")
+@click.option("--params", "params_path", default=DEFAULT_PARAMS, show_default=True, help="Parameter file.")
+def prepare(params_path: str) -> None:
+    """List the clips of a dataset: writes data/<dataset.name>/manifest.csv, classes.json and
+    prepare_report.json.
+
+    manifest.csv has the columns clip_id,path,label,test_fold (path relative to dataset.root;
+    label an id into classes.json, -1 unknown; test_fold k = test clip of fold k, 0 = training only).
+    prepare_report.json lists the files read and the clips a split file names but the data lacks
+    (left out of the manifest; a summary is printed).
+
+    Params: dataset.name, dataset.adapter (demo | csv | dfew | ferv39k | mafw), dataset.root,
+    dataset.labels (csv adapter: the label file, default <root>/labels.csv), dataset.variant
+    (dfew, mafw: frames | original), dataset.splits and dataset.clips (dfew, ferv39k, mafw: split
+    list and clip folders under the root, '' = the dataset's own layout, docs/datasets.md), and
+    text.prompt_set, whose class list fixes the label ids.
+    """
+    params = load_params(params_path)
+    values = section(params, "dataset", params_path)
+    adapter = require(values, "adapter", str, "dataset", choices=tuple(ADAPTERS))
+    paths = dataset_paths(params)
+    try:
+        classes = load_prompt_set(require(section(params, "text"), "prompt_set", str, "text"))
+        manifest = build_manifest(adapter, paths.root, classes, values)
+        write_manifest(paths.folder, manifest.rows, manifest.class_names)
+        write_report(paths.prepare_report, adapter, paths.root, manifest)
+    except OptionError as error:
+        raise click.ClickException(f"params: dataset.{error}") from error
+    except (ManifestError, PromptSetError) as error:
+        raise click.ClickException(str(error)) from error
+    per_class = Counter(manifest.labels())
+    click.echo(f"prepare: {len(manifest.rows)} clips -> {paths.manifest}")
+    for label, name in enumerate(manifest.class_names):
+        click.echo(f"  {name:<16} {per_class.get(label, 0):>6}")
+    if per_class.get(-1):
+        click.echo(f"  {'(unlabelled)':<16} {per_class[-1]:>6}")
+    click.echo(f"  test folds: {manifest.folds or 'none (all clips are training-only)'}")
+    if manifest.missing:
+        shown = ", ".join(clip.clip_id for clip in manifest.missing[:SHOWN_MISSING])
+        more = f" and {len(manifest.missing) - SHOWN_MISSING} more" if len(manifest.missing) > SHOWN_MISSING else ""
+        click.echo(f"  missing: {len(manifest.missing)} clips named by the split files are not in the data and "
+                   f"were left out ({shown}{more}); see {paths.prepare_report}")

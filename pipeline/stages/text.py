@@ -1,0 +1,39 @@
+"""The ``text`` stage: CLIP text embeddings of a prompt set -> data/text/<prompt_set>.h5."""
+
+from __future__ import annotations
+
+import click
+
+from pipeline.config import DEFAULT_PARAMS, clip_settings, load_params, require, section
+from pipeline.paths import text_path
+from tg_dfer.backbone import WeightsError, load_backbone
+from tg_dfer.devices import DeviceError, pick_device
+from tg_dfer.embed.text import build_text_cache
+from tg_dfer.io.text_h5 import write_text
+from tg_dfer.prompt_sets import PromptSetError, load_prompt_set
+
+
+@click.command("text")
+@click.option("--params", "params_path", default=DEFAULT_PARAMS, show_default=True, help="Parameter file.")
+def text(params_path: str) -> None:
+    """Embed the class prompts and fine-grained descriptors -> data/text/<prompt_set>.h5.
+
+    The prompt set (text.prompt_set: dfew, ferv39k, mafw shipped in tg_dfer/prompts/, or a path to
+    a JSON file of the same form) gives the class names, the class prompt template ("an
+    expression of {}.") and one descriptor per class. Learnable context prompts cannot be cached:
+    training runs the frozen text encoder on them.
+
+    Params: text.prompt_set; clip.model, clip.checkpoint, clip.seed, clip.device.
+    """
+    params = load_params(params_path)
+    prompt_set = require(section(params, "text", params_path), "prompt_set", str, "text")
+    settings = clip_settings(params)
+    try:
+        prompts = load_prompt_set(prompt_set)
+        loaded = load_backbone(settings["name"], settings["checkpoint"], pick_device(settings["device"]), settings["seed"])
+    except (PromptSetError, WeightsError, DeviceError) as error:
+        raise click.ClickException(str(error)) from error
+    out = text_path(prompt_set)
+    write_text(out, build_text_cache(loaded, prompts))
+    note = " (RANDOM CLIP WEIGHTS: for testing only)" if loaded.random_weights else ""
+    click.echo(f"text: {len(prompts.class_names)} classes of prompt set {prompts.name} -> {out}{note}")

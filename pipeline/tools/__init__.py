@@ -1,0 +1,2 @@
+"""Tools around the pipeline (not DVC stages): ablation queues and their report, the reproduction
+check, model export and prediction, benchmarks."""

@@ -1,0 +1,133 @@
+"""The exported model file (schema ``tg-dfer/model/1``, docs/contracts.md).
+
+It bundles one fold or an ensemble of folds with everything inference needs: the weights (X^CP
+and X^FP, the cached and learnt text embeddings, are buffers inside them), the model config, class
+names, prompt texts, the face and frame settings the features were made with, and the identity
+(SHA-256) of the CLIP weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from tg_dfer import __version__
+from tg_dfer.backbone import Backbone
+from tg_dfer.faces import CropPolicy
+from tg_dfer.hashes import WeightsMismatch, check_same_weights, sha256_file
+from tg_dfer.io.payload import load_payload
+from tg_dfer.training.checkpoint import CHECKPOINT_FORMAT
+
+MODEL_FORMAT = "tg-dfer/model/1"
+
+
+class ModelFileError(Exception):
+    """A model file that is missing, unreadable, of another format, or used with other CLIP weights."""
+
+
+def build_model_file(checkpoints: dict[int, dict[str, Any]], which: str, faces: dict[str, Any],
+                     frames_per_clip: int, clip: dict[str, Any], provenance: dict[str, Any] | None = None
+                     ) -> dict[str, Any]:
+    """The content of a model file: one member per fold checkpoint, with its ``which`` weights.
+
+    ``faces`` holds the crop policy fields plus ``detector`` and ``decode_timeout``;
+    ``frames_per_clip`` is F of the features the model was trained on; ``clip`` the ``model``,
+    ``sha256``, ``random_weights``, ``source`` and ``seed`` of the CLIP weights. Members must
+    agree on classes, CLIP weights and frames per clip. Raises ``ValueError`` naming the conflict.
+    """
+    if not checkpoints:
+        raise ValueError("no fold checkpoints to export")
+    if which not in ("best", "last"):
+        raise ValueError(f"weights must be best or last, got {which!r}")
+    folds = sorted(checkpoints)
+    first = checkpoints[folds[0]]
+    members = []
+    for fold in folds:
+        checkpoint = checkpoints[fold]
+        if checkpoint["class_names"] != first["class_names"]:
+            raise ValueError(f"fold {fold} and fold {folds[0]} have different class lists")
+        check_same_weights(clip["sha256"], checkpoint["clip"]["sha256"], "the features", f"the model of fold {fold}")
+        if checkpoint["model_config"]["num_frames"] != first["model_config"]["num_frames"]:
+            raise ValueError(f"fold {fold} sees {checkpoint['model_config']['num_frames']} frames per clip, fold "
+                             f"{folds[0]} {first['model_config']['num_frames']}: an ensemble needs one frame count")
+        members.append({"fold": int(fold), "weights": which,
+                        "epoch": int(checkpoint["best_epoch"] if which == "best" else checkpoint["epochs"]),
+                        "model_config": dict(checkpoint["model_config"]), "prompt_texts": checkpoint["prompt_texts"],
+                        "state": checkpoint["states"][which]})
+    if frames_per_clip > int(faces["frames_per_clip"]):
+        raise ValueError(f"features of {frames_per_clip} frames per clip from faces of {faces['frames_per_clip']}")
+    return {"format": MODEL_FORMAT, "package_version": __version__, "class_names": list(first["class_names"]),
+            "clip": dict(clip), "faces": dict(faces), "embed": {"frames_per_clip": int(frames_per_clip)},
+            "members": members, "provenance": dict(provenance or {})}
+
+
+@dataclass
+class ModelFile:
+    """A loaded model file and its own hash (recorded in every prediction made with it)."""
+
+    path: Path
+    sha256: str
+    payload: dict[str, Any]
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.payload["class_names"])
+
+    @property
+    def clip(self) -> dict[str, Any]:
+        return self.payload["clip"]
+
+    @property
+    def policy(self) -> CropPolicy:
+        """The crop policy of training, with test-time (segment-centre) sampling."""
+        fields = {key: value for key, value in self.payload["faces"].items() if key in CropPolicy.__dataclass_fields__}
+        return replace(CropPolicy(**fields), sampling="centre")
+
+    def clip_checkpoint(self) -> str | None:
+        """Where to load CLIP from by default: random weights again, the file used at export when
+        it is still there, else (None) the clip package's cache file."""
+        if self.clip["random_weights"]:
+            return "random"
+        source = self.clip.get("source", "")
+        return source if source and Path(source).is_file() else None
+
+    @property
+    def detector(self) -> str:
+        return self.payload["faces"]["detector"]
+
+    @property
+    def frames_per_clip(self) -> int:
+        return int(self.payload["embed"]["frames_per_clip"])
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.payload["members"][0]["model_config"]["num_frames"])
+
+    def describe(self) -> dict[str, Any]:
+        """What a prediction file says about the model that made it."""
+        members = self.payload["members"]
+        return {"file": str(self.path), "sha256": self.sha256, "folds": [m["fold"] for m in members],
+                "weights": members[0]["weights"], "class_names": self.class_names, "clip_model": self.clip["model"],
+                "clip_sha256": self.clip["sha256"], "random_clip_weights": bool(self.clip["random_weights"]),
+                "detector": self.detector, "frames_per_clip": self.frames_per_clip, "num_frames": self.num_frames}
+
+
+def load_model_file(path: str | Path) -> ModelFile:
+    """Read a model file with ``weights_only=True`` (no code runs) and check its format."""
+    payload = load_payload(path, MODEL_FORMAT, ModelFileError, "model file", "make one with `tg-dfer export`",
+                           {CHECKPOINT_FORMAT: "a fold checkpoint: bundle it with `tg-dfer export`"})
+    return ModelFile(Path(path), sha256_file(path), payload)
+
+
+def check_clip(model: ModelFile, loaded: Backbone) -> None:
+    """Refuse CLIP weights other than those the model was trained with (their SHA-256)."""
+    try:
+        check_same_weights(model.clip["sha256"], loaded.sha256, f"{model.path} (CLIP {model.clip['model']}, SHA-256)",
+                           f"the CLIP weights given ({loaded.source}, {loaded.name})",
+                           "predictions from other weights would be meaningless: pass the weights the model was "
+                           "trained with (--clip-checkpoint)")
+    except WeightsMismatch as error:
+        raise ModelFileError(str(error)) from error
+    if loaded.name != model.clip["model"]:
+        raise ModelFileError(f"{model.path}: made with CLIP {model.clip['model']}, given {loaded.name} ({loaded.source})")

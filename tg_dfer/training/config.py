@@ -1,0 +1,53 @@
+"""The optimisation settings (``train.optim`` in params.yaml); defaults are the paper's (Sec. 4.2)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tg_dfer.model.config import config_from_dict
+
+SELECT_METRICS = ("uar", "war", "loss")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings (the ``train.optim`` section); defaults are the paper's."""
+
+    epochs: int = 50
+    batch_size: int = 48
+    lr: float = 1e-2  # temporal network and heads
+    prompt_lr: float = 1e-3  # learnable context of the text prompt
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    milestones: list[int] = field(default_factory=lambda: [30, 40])  # MultiStepLR, in epochs
+    gamma: float = 0.1
+    val_fraction: float = 0.1  # stratified share of the training fold held out for model selection
+    select_metric: str = "uar"  # validation metric of the kept "best" epoch: uar | war | loss
+    seed: int = 0
+    track_test: bool = True  # also score the test fold every epoch (reported only, never used to select)
+    eval_batch_size: int = 256
+    mixed_precision: bool = True  # bf16 autocast of training steps on a CUDA GPU; no effect on CPU
+
+    def __post_init__(self) -> None:
+        self.milestones = [int(m) for m in self.milestones]
+        self.validate()
+
+    def validate(self) -> None:
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        for name in ("lr", "prompt_lr", "momentum", "weight_decay", "gamma"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction!r}")
+        if self.select_metric not in SELECT_METRICS:
+            raise ValueError(f"select_metric must be one of {', '.join(SELECT_METRICS)}, got {self.select_metric!r}")
+        if any(m < 1 for m in self.milestones) or sorted(self.milestones) != self.milestones:
+            raise ValueError(f"milestones must be increasing epochs >= 1, got {self.milestones!r}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        return config_from_dict(cls, values, "optimisation")
