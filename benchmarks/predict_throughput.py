@@ -50,7 +50,7 @@ def main() -> None:
         return out
 
     predictor_module.encode_clips = timed
-    items = collect_inputs(args.inputs)
+    items, _ = collect_inputs(args.inputs)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     started = time.perf_counter()

@@ -1,33 +1,58 @@
-"""Probing and decoding of clips: video files through ffmpeg-python, or folders of frame images.
+"""Probing and decoding of clips: video files through PyAV and ffmpeg-python, or folders of frame images.
 
 A clip is opened once with :func:`open_video`; ``info.num_frames`` then tells how many frames there
 are, and :meth:`Clip.read` decodes only the requested frame indices. For video files that is one
 ffmpeg pass with a ``select`` filter, so a 16-frame sample of a long clip never materialises the
 other frames in Python.
 
-ffmpeg is the system one when it is on PATH, otherwise the binary shipped by ``imageio-ffmpeg``.
-That binary comes without ffprobe, so probing parses what ``ffmpeg -i`` prints, and frame counts
-come from a stream-copy pass (it reads packets without decoding them).
+Probing reads structured metadata through PyAV (FFmpeg's libraries in-process): the stream, its
+frame rate, and the size and rotation of its first decoded frame; frames are counted by demuxing
+the stream's packets, which reads them without decoding, since container frame counts can be
+absent or wrong. Decoding runs the ffmpeg executable: the system one when it is on PATH, otherwise
+the binary shipped by ``imageio-ffmpeg``.
 """
 
 from __future__ import annotations
 
+import errno
 import re
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
+import av
 import cv2
 import ffmpeg
 import numpy as np
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 # Suffixes taken as videos when a folder is searched for clips (a file named explicitly is tried whatever it is).
-VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".flv", ".mpg", ".mpeg", ".wmv", ".3gp", ".ts",
-                  ".mts")
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".divx", ".mkv", ".webm", ".flv", ".f4v", ".mpg", ".mpeg", ".vob",
+                  ".wmv", ".asf", ".3gp", ".3g2", ".ts", ".mts", ".m2ts", ".ogv", ".gif", ".mxf", ".dv", ".y4m", ".rm",
+                  ".rmvb")
+
+# The demuxers a clip may be read with (FFmpeg's names; "mov" is mp4/mov/3gp, "matroska" mkv/webm):
+# containers and elementary streams that hold their own pictures, and still images. Left out on
+# purpose are formats that make FFmpeg open other files: playlists and lists of files (hls, dash,
+# concat, imf) and image2, whose file-name patterns (img%03d.png) expand to other files.
+VIDEO_FORMATS = ("mov", "avi", "matroska", "flv", "mpegts", "mpeg", "mpegvideo", "asf", "ogg", "gif", "apng", "mxf",
+                 "dv", "nut", "rm", "ivf", "m4v", "h264", "hevc", "mjpeg", "yuv4mpegpipe", "png_pipe", "jpeg_pipe",
+                 "bmp_pipe", "webp_pipe", "tiff_pipe")
+# Every open of a video file, by PyAV and by the ffmpeg process, uses these together with a "file:"
+# prefix on the name: a name such as "http:x.mp4" stays a local file, nothing inside a file can
+# reach beyond local files, and formats that refer to other files are refused.
+INPUT_OPTIONS = {"protocol_whitelist": "file", "format_whitelist": ",".join(VIDEO_FORMATS)}
+# Decoders whose frame-threaded decoding in the bundled ffmpeg is not repeatable: the same Theora
+# file decoded twice gave different frames in 1 run of 12 (frames 4-11 off by up to 155 levels).
+SINGLE_THREAD_CODECS = ("theora",)
+
+# Frames smaller than this on a side are refused: the smallest face either detector finds is
+# 16 pixels (S3FD's smallest anchor; the Haar cascade's window is 24).
+MIN_FRAME_SIDE = 16
 
 
 # ffmpeg's expression parser refuses a select expression of more terms ("Cannot allocate memory").
@@ -59,6 +84,7 @@ class ClipInfo:
     num_frames: int
     fps: float
     rotation: int = 0
+    codec: str = ""  # the decoder's name (video files)
 
 
 def natural_key(name: str) -> list:
@@ -106,76 +132,92 @@ def _check_indices(path: Path, indices: Sequence[int], num_frames: int) -> np.nd
 
 
 class VideoClip(Clip):
-    """A video file decoded with ffmpeg."""
+    """A video file, probed with PyAV and decoded with ffmpeg."""
 
     def __init__(self, path: Path, timeout: float | None = None):
         self.path = path
         self.timeout = timeout
         self.binary = ffmpeg_binary()
-        self.info = self._probe()
+        self.stream_index, self.info = self._probe()
 
     def _run(self, stream, what: str) -> tuple[bytes, str]:
         args = stream.compile(cmd=self.binary)
         try:
             done = subprocess.run(args, capture_output=True, timeout=self.timeout, check=False)
         except subprocess.TimeoutExpired as error:
-            raise VideoError(f"{self.path}: {what} took longer than the {self.timeout:g} s decode timeout") from error
+            raise self._too_long(what) from error
         return done.stdout, done.stderr.decode("utf-8", errors="replace")
 
-    def _input(self):
-        # "file:" keeps a name such as "http:x.mp4" from being read as a URL, and the whitelist
-        # stops playlists and references inside a file from opening anything but local files.
-        return ffmpeg.input(f"file:{self.path}", protocol_whitelist="file")
+    def _too_long(self, what: str) -> VideoError:
+        return VideoError(f"{self.path}: {what} took longer than the {self.timeout:g} s decode timeout")
 
-    def _probe(self) -> ClipInfo:
+    def _video(self):
+        """The probed video stream as an ffmpeg-python input node."""
+        threads = {"threads": 1} if self.info.codec in SINGLE_THREAD_CODECS else {}
+        return ffmpeg.input(f"file:{self.path}", **INPUT_OPTIONS, **threads)[str(self.stream_index)]
+
+    def _probe(self) -> tuple[int, ClipInfo]:
+        """The index of the video stream to decode and what decoding needs to know about it."""
         if not self.path.exists():
             raise VideoError(f"{self.path}: no such file")
         if not self.path.is_file():
             raise VideoError(f"{self.path}: not a regular file")
         if self.path.stat().st_size == 0:
             raise VideoError(f"{self.path}: empty file (0 bytes)")
-        count_pass = (
-            self._input()
-            .output("-", format="null", map="0:v:0", c="copy")
-            .global_args("-hide_banner", "-nostdin")
-        )
-        _, log = self._run(count_pass, "probing")
-        stream = re.search(r"Stream #\d+:\d+[^\n]*?: Video: ([^\n]*)", log)
-        if stream is None:
-            others = re.findall(r"Stream #\d+:\d+[^\n]*?: (\w+):", log)
-            if others:
-                reason = f"no video stream, only {', '.join(others)}"
-            else:
-                reason = _last_error_line(log) or "no video stream"
-            raise VideoError(f"{self.path}: not a readable video ({reason})")
-        size = re.search(r"(?<![0-9a-fx])(\d{1,5})x(\d{1,5})(?![0-9a-fx])", stream.group(1))
-        if size is None:
-            raise VideoError(f"{self.path}: video stream without a frame size ({stream.group(1)[:80]})")
-        width, height = int(size.group(1)), int(size.group(2))
-        fps_match = re.search(r"([\d.]+) (?:fps|tbr)", stream.group(1))
-        fps = float(fps_match.group(1)) if fps_match else 0.0
-        rotation_match = re.search(r"rotation of (-?[\d.]+) degrees", log)
-        rotation = int(round(float(rotation_match.group(1)))) % 360 if rotation_match else 0
-        if rotation in (90, 270):
-            width, height = height, width
-        frames = re.findall(r"frame=\s*(\d+)", log)
-        num_frames = int(frames[-1]) if frames else 0
-        if num_frames == 0:
-            num_frames = self._count_by_decoding(width, height)
-        if num_frames == 0 or width < 1 or height < 1:
-            raise VideoError(f"{self.path}: video stream has no decodable frames")
-        return ClipInfo(width=width, height=height, num_frames=num_frames, fps=fps, rotation=rotation)
+        started = time.monotonic()
+        try:
+            # The timeout interrupts reading and stream analysis inside the open; the count below
+            # checks the time itself between packets.
+            container = av.open(f"file:{self.path}", container_options=dict(INPUT_OPTIONS), timeout=self.timeout,
+                                metadata_errors="replace")
+        except av.error.ExitError as error:
+            raise self._too_long("probing") from error
+        except av.FFmpegError as error:
+            raise VideoError(f"{self.path}: not a readable video ({_open_failure(error)})") from error
+        with container:
+            return self._probe_stream(container, started)
 
-    def _count_by_decoding(self, width: int, height: int) -> int:
-        # Some containers report no packet count on a stream copy; decoding tiny frames always counts.
-        decode = (
-            self._input()
-            .video.filter("scale", 16, 16)
-            .output("pipe:", format="rawvideo", pix_fmt="gray")
-            .global_args("-hide_banner", "-nostdin")
-        )
-        raw, _ = self._run(decode, "counting frames")
-        return len(raw) // 256
+    def _probe_stream(self, container, started: float) -> tuple[int, ClipInfo]:
+        pictures = av.stream.Disposition.attached_pic
+        videos = [stream for stream in container.streams.video if not stream.disposition & pictures]
+        if not videos:
+            others = list(dict.fromkeys(stream.type for stream in container.streams if stream.type != "video"))
+            if container.streams.video:
+                others.append("a cover picture")
+            reason = f"no video stream, only {', '.join(others)}" if others else "no streams"
+            raise VideoError(f"{self.path}: not a readable video ({reason})")
+        stream = videos[0]
+        if stream.codec_context is None:
+            raise VideoError(f"{self.path}: no decoder for its video codec")
+        stream.codec_context.thread_count = 1  # one frame is wanted: frame threads would only delay it
+        packets, first, decode_error = 0, None, ""
+        try:
+            for packet in container.demux(stream):
+                if self.timeout is not None and time.monotonic() - started > self.timeout:
+                    raise self._too_long("probing")
+                if packet.size:
+                    packets += 1
+                if first is None:  # the empty packet at the end drains the decoder
+                    try:
+                        frames = packet.decode()
+                    except av.FFmpegError as error:
+                        decode_error = error.strerror
+                        continue
+                    first = frames[0] if frames else None
+        except av.error.ExitError as error:
+            raise self._too_long("probing") from error
+        except av.FFmpegError:
+            pass  # a damaged tail: the packets before it are counted, and read() copes with a short stream
+        if packets == 0:
+            raise VideoError(f"{self.path}: video stream holds no frames")
+        if first is None:
+            reason = decode_error or "decoder produced no frames"
+            raise VideoError(f"{self.path}: video stream has no decodable frames ({stream.codec_context.name}: {reason})")
+        rotation = int(round(first.rotation)) % 360
+        width, height = (first.height, first.width) if rotation in (90, 270) else (first.width, first.height)
+        fps = float(stream.average_rate or stream.guessed_rate or 0)
+        return stream.index, ClipInfo(width=width, height=height, num_frames=packets, fps=fps, rotation=rotation,
+                                      codec=stream.codec_context.name)
 
     def read(self, indices: Sequence[int], max_side: int | None = None) -> np.ndarray:
         wanted = _check_indices(self.path, indices, self.info.num_frames)
@@ -196,7 +238,7 @@ class VideoClip(Clip):
         # many times.
         wanted = np.unique(_check_indices(self.path, indices, self.info.num_frames))
         width, height = scaled_size(self.info.width, self.info.height, max_side)
-        video = ffmpeg.input(str(self.path)).video
+        video = self._video()
         if (width, height) != (self.info.width, self.info.height):
             video = video.filter("scale", width, height, flags="area")
         args = (video.output("pipe:", format="rawvideo", pix_fmt="rgb24", fps_mode="passthrough")
@@ -244,13 +286,13 @@ class VideoClip(Clip):
     def _decode_selected(self, unique: np.ndarray, width: int, height: int) -> np.ndarray:
         # ffmpeg-python escapes the commas itself.
         expression = "+".join(f"eq(n,{int(index)})" for index in unique)
-        video = self._input().video.filter("select", expression)
+        video = self._video().filter("select", expression)
         return self._decode(video, width, height, "decoding sampled frames")
 
     def _decode_all_keep(self, unique: np.ndarray, width: int, height: int) -> np.ndarray:
         # Packet counts can disagree with decoded frames (broken or VFR streams): decode all and
         # keep what exists; indices past the real end fall back to the last decoded frame.
-        every = self._decode(self._input().video, width, height, "decoding")
+        every = self._decode(self._video(), width, height, "decoding")
         return every[np.minimum(unique, len(every) - 1)]
 
 
@@ -289,9 +331,11 @@ class FrameFolderClip(Clip):
 def open_video(path: str | Path, timeout: float | None = None) -> Clip:
     """Open a video file or a folder of frames; raises :class:`VideoError` with the reason."""
     path = Path(path)
-    if path.is_dir():
-        return FrameFolderClip(path)
-    return VideoClip(path, timeout=timeout)
+    clip = FrameFolderClip(path) if path.is_dir() else VideoClip(path, timeout=timeout)
+    if min(clip.info.width, clip.info.height) < MIN_FRAME_SIDE:
+        raise VideoError(f"{path}: frames of {clip.info.width}x{clip.info.height} pixels are too small to hold a face "
+                         f"(under {MIN_FRAME_SIDE} pixels on a side)")
+    return clip
 
 
 def write_video(path: str | Path, frames: np.ndarray, fps: float = 25.0, crf: int = 20,
@@ -302,13 +346,19 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float = 25.0, crf: in
     count, height, width, _ = frames.shape
     stream = (
         ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{width}x{height}", framerate=fps)
-        .output(str(path), vcodec="libx264", pix_fmt="yuv420p", crf=crf, preset="veryfast", r=fps,
+        .output(f"file:{path}", vcodec="libx264", pix_fmt="yuv420p", crf=crf, preset="veryfast", r=fps,
                 **({"format": container} if container else {}))
         .global_args("-hide_banner", "-nostdin", "-loglevel", "error", "-y")
     )
     done = subprocess.run(stream.compile(cmd=ffmpeg_binary()), input=frames.tobytes(), capture_output=True, check=False)
     if done.returncode != 0:
         raise VideoError(f"{path}: encoding failed ({_last_error_line(done.stderr.decode(errors='replace'))})")
+
+
+def _open_failure(error: av.FFmpegError) -> str:
+    if error.errno == errno.EINVAL:  # what the format whitelist answers
+        return f"{error.strerror}; playlists, lists of other files and file-name patterns are not read"
+    return error.strerror
 
 
 def _last_error_line(log: str) -> str:

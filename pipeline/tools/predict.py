@@ -19,12 +19,12 @@ from tg_dfer import __version__
 from tg_dfer.backbone import WeightsError, load_backbone
 from tg_dfer.devices import pick_device
 from tg_dfer.faces import DetectorError, make_detector
-from tg_dfer.inference.inputs import collect_inputs
+from tg_dfer.inference.inputs import SkippedFile, collect_inputs
 from tg_dfer.inference.model_file import ModelFileError, load_model_file
 from tg_dfer.inference.predictor import Predictor, faces_in_threads
 from tg_dfer.inference.records import VideoPrediction, decoded_crops, video_record
 
-PREDICT_SCHEMA = "tg-dfer/predict/1"
+PREDICT_SCHEMA = "tg-dfer/predict/2"
 
 
 def _slug(name: str, taken: set[str]) -> str:
@@ -75,7 +75,8 @@ def _write_timeline(video: VideoPrediction, class_names: list[str], folder: Path
     return {"csv": str(table), "png": str(plot)}
 
 
-def _csv_text(records: list[dict], class_names: list[str]) -> str:
+def _csv_text(records: list[dict], class_names: list[str], skipped: list[SkippedFile]) -> str:
+    """One row per input, then one per skipped file (status ``skipped``, the reason, nothing else)."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["input", "status", "reason", "prediction", *(f"p_{name}" for name in class_names),
@@ -91,6 +92,8 @@ def _csv_text(records: list[dict], class_names: list[str]) -> str:
                          *(f"{probs[name]:.6f}" if name in probs else "" for name in class_names),
                          column("frame_index"), column("time_s"), column("influence"), column("face_score"),
                          record.get("figure") or ""])
+    for file in skipped:
+        writer.writerow([file.path, "skipped", file.reason, *[""] * (len(class_names) + 6)])
     return out.getvalue()
 
 
@@ -140,8 +143,10 @@ def predict(model_path: str, inputs: tuple[str, ...], out_path: str, fmt: str, f
     Output, per input: class probabilities, the predicted class, the frames the model saw
     (source frame index, time in seconds, raw and min-max-normalised influence of the predicted
     class, face detector score) and a status: ok, partial (a face in some frames), no_face (not
-    predicted unless --predict-faceless) or failed (unreadable; the reason names the file). One
-    bad input never stops the others; --strict makes it the exit status.
+    predicted unless --predict-faceless) or failed (unreadable; the reason names the file). Files
+    inside folders that are not clips (no video suffix, an image beside videos) are listed as
+    skipped, with the reason. One bad input never stops the others; --strict makes it the exit
+    status (skipped files are not inputs and do not count).
     """
     if hop is not None and sliding is None:
         raise click.ClickException("--hop needs --sliding")
@@ -157,7 +162,7 @@ def predict(model_path: str, inputs: tuple[str, ...], out_path: str, fmt: str, f
     if model.clip["random_weights"]:
         click.echo("predict: the model was trained on features of RANDOM CLIP weights: predictions are for "
                    "testing only", err=True)
-    items = collect_inputs(inputs)
+    items, skipped = collect_inputs(inputs)
     window = (sliding, hop or sliding / 2) if sliding else None
     found = faces_in_threads(items, lambda: make_detector(model.detector, device=device), model.policy, workers,
                              float(model.payload["faces"].get("decode_timeout", 120)), window)
@@ -188,9 +193,10 @@ def predict(model_path: str, inputs: tuple[str, ...], out_path: str, fmt: str, f
     missed = [record for record in records if not record["predicted"]]
     document = {"schema": PREDICT_SCHEMA, "package_version": __version__, "model": model.describe(),
                 "summary": {"inputs": len(records), "predicted": len(records) - len(missed),
-                            **{status: counts.get(status, 0) for status in ("ok", "partial", "no_face", "failed")}},
-                "videos": records}
-    text = json.dumps(document, indent=1) + "\n" if fmt == "json" else _csv_text(records, names)
+                            **{status: counts.get(status, 0) for status in ("ok", "partial", "no_face", "failed")},
+                            "skipped": len(skipped)},
+                "videos": records, "skipped": [{"file": file.path, "reason": file.reason} for file in skipped]}
+    text = json.dumps(document, indent=1) + "\n" if fmt == "json" else _csv_text(records, names, skipped)
     if out_path == "-":
         click.echo(text, nl=False)
     else:
@@ -199,8 +205,11 @@ def predict(model_path: str, inputs: tuple[str, ...], out_path: str, fmt: str, f
     summary = document["summary"]
     click.echo(f"predict: {summary['inputs']} inputs, {summary['predicted']} predicted ({summary['ok']} ok, "
                f"{summary['partial']} partial, {summary['no_face']} no face, {summary['failed']} failed)"
+               + (f", {len(skipped)} files in folders skipped" if skipped else "")
                + ("" if out_path == "-" else f" -> {out_path}"), err=True)
     for record in missed:
         click.echo(f"  {record['status']:<8} {record['input']}: {record['reason']}", err=True)
+    for file in skipped:
+        click.echo(f"  {'skipped':<8} {file.path}: {file.reason}", err=True)
     if strict and missed:
         sys.exit(1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 from pathlib import Path
 
 import jsonschema
@@ -28,8 +29,10 @@ from tg_dfer.inference.model_file import MODEL_FORMAT, ModelFileError, load_mode
 from tg_dfer.inference.predictor import Predictor
 from tg_dfer.io.features_h5 import read_features
 from tg_dfer.training.checkpoint import load_checkpoint
+from tg_dfer.video import open_video
 
 from helpers import REPO
+from helpers.hostile_media import ffmpeg
 from helpers.media import tiny_clip
 from helpers.projects import tiny_params
 
@@ -180,16 +183,74 @@ def test_inputs_from_folders_frame_folders_and_globs(tmp_path):
     (tmp_path / "clips" / "deep").mkdir(parents=True)
     (tmp_path / "clips" / "a.mp4").write_bytes(b"x")
     (tmp_path / "clips" / "labels.csv").write_text("path\n")
+    (tmp_path / "clips" / "cover.jpg").write_bytes(b"x")
     (tmp_path / "clips" / "deep" / "b.MOV").write_bytes(b"x")
+    (tmp_path / "clips" / "deep" / "c.gif").write_bytes(b"x")
     frames = tmp_path / "clips" / "frames_7"
-    frames.mkdir()
+    (frames / "thumbs").mkdir(parents=True)
     for k in (1, 2):
         (frames / f"{k}.jpg").write_bytes(b"x")
-    items = collect_inputs([str(tmp_path / "clips"), str(tmp_path / "clips" / "*.mp4"), str(tmp_path / "none*.mp4"),
-                            str(frames)])
+    (frames / "notes.txt").write_text("x")
+    items, skipped = collect_inputs([str(tmp_path / "clips"), str(tmp_path / "clips" / "*.mp4"),
+                                     str(tmp_path / "none*.mp4"), str(frames)])
     names = [Path(item.name).name for item in items]
-    assert names == ["a.mp4", "b.MOV", "frames_7", "a.mp4", "none*.mp4", "frames_7"]
-    assert items[4].path is None and "no file matches" in items[4].error
+    assert names == ["a.mp4", "b.MOV", "c.gif", "frames_7", "a.mp4", "none*.mp4", "frames_7"]
+    assert items[5].path is None and "no file matches" in items[5].error
+    reasons = [(Path(file.path).name, file.reason) for file in skipped]
+    assert [name for name, _ in reasons] == ["cover.jpg", "notes.txt", "thumbs", "labels.csv", "notes.txt", "thumbs"]
+    assert "still image in a folder of videos" in reasons[0][1] and "not a frame image" in reasons[1][1]
+    assert "folder inside a frame folder" in reasons[2][1] and "not a video file suffix (.csv)" in reasons[3][1]
+
+
+def test_predict_accounts_for_every_file_of_a_folder(project, tmp_path):
+    folder = tmp_path / "corpus"
+    (folder / "frames").mkdir(parents=True)
+    demo = sorted((project / "data/demo/videos").glob("*.mp4"))
+    for clip in demo[:3]:
+        shutil.copy(clip, folder / clip.name)
+    ffmpeg("-i", str(demo[3]), str(folder / "first.gif"))
+    ffmpeg("-i", str(demo[4]), str(folder / "second.gif"))
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=0.5", "-c:a", "aac", str(folder / "speech.mp4"))
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=0.5", str(folder / "speech.wav"))
+    (folder / "notes.txt").write_text("not a video\n")
+    for index, frame in enumerate(open_video(demo[5]).read(range(6))):
+        Image.fromarray(frame).save(folder / "frames" / f"{index:02d}.png")
+    (folder / "frames" / "readme.txt").write_text("frames of a demo clip\n")
+
+    document, result = predict_json(project, str(folder))
+    assert result.exit_code == 0, result.stderr
+    jsonschema.validate(document, SCHEMA)
+    videos = {Path(video["input"]).name: video for video in document["videos"]}
+    skipped = {Path(file["file"]).name: file["reason"] for file in document["skipped"]}
+    assert sorted(videos) == sorted([clip.name for clip in demo[:3]] + ["first.gif", "second.gif", "speech.mp4",
+                                                                        "frames"])
+    assert sorted(skipped) == ["notes.txt", "readme.txt", "speech.wav"]
+    for path in folder.rglob("*"):  # each file is an input, a frame of an input, or skipped
+        assert not path.is_file() or path.name in videos or path.name in skipped or path.parent.name in videos, path
+    for name in ("first.gif", "second.gif"):
+        assert videos[name]["status"] != "failed" and videos[name]["num_frames"] == open_video(folder / name).info.num_frames
+    assert videos["speech.mp4"]["status"] == "failed" and "no video stream, only audio" in videos["speech.mp4"]["reason"]
+    assert videos["frames"]["status"] != "failed" and videos["frames"]["num_frames"] == 6
+    assert "not a video file suffix (.wav)" in skipped["speech.wav"] and "not a frame image" in skipped["readme.txt"]
+    assert document["summary"]["inputs"] == 7 and document["summary"]["skipped"] == 3
+    assert "3 files in folders skipped" in result.stderr
+    for name in ("notes.txt", "readme.txt", "speech.wav", "speech.mp4"):
+        assert name in result.stderr
+
+    result = cli("predict", str(project / "exports/demo.pt"), str(folder), "--format", "csv", "--no-progress")
+    rows = {Path(row["input"]).name: row for row in csv.DictReader(io.StringIO(result.stdout))}
+    assert set(rows) == set(videos) | set(skipped)
+    assert {name: row["status"] for name, row in rows.items() if name in skipped} == dict.fromkeys(skipped, "skipped")
+    assert all(rows[name]["reason"] == reason for name, reason in skipped.items())
+
+
+def test_skipped_files_do_not_count_for_strict(project, tmp_path):
+    shutil.copy(sorted((project / "data/demo/videos").glob("*.mp4"))[0], tmp_path / "clip.mp4")
+    (tmp_path / "notes.txt").write_text("not a video\n")
+    result = cli("predict", str(project / "exports/demo.pt"), str(tmp_path), "--strict", "--no-progress")
+    assert result.exit_code == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert [file["file"] for file in document["skipped"]] == [str(tmp_path / "notes.txt")]
 
 
 def test_faceless_clips_are_predicted_only_when_asked(project, media):

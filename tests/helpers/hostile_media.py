@@ -80,7 +80,7 @@ def build_hostile_set(root: Path) -> list[Case]:
     whole.unlink()
     h264(add("one_frame.mp4", WITH_FACE), face[:1])
     h264(add("five_frames.mp4", WITH_FACE), face[:5])
-    h264(add("tiny_2x2.mp4", ("no_face",), "no face"), np.full((4, 2, 2, 3), 128, np.uint8))
+    h264(add("tiny_2x2.mp4", ("failed",), "too small"), np.full((4, 2, 2, 3), 128, np.uint8))
     uhd = np.zeros((2, 2160, 3840, 3), np.uint8)
     uhd[:, :, 840:3000] = np.stack([cv2.resize(frame, (2160, 2160)) for frame in face[:2]])
     h264(add("uhd_4k.mp4", WITH_FACE), uhd)
@@ -99,6 +99,9 @@ def build_hostile_set(root: Path) -> list[Case]:
          "-fps_mode", "passthrough")
     ffmpeg(str(add("animated.gif", NOT_FAILED)), frames=face)
     ffmpeg("-c:v", "flv1", str(add("clip.flv", WITH_FACE)), frames=face)
+    ffmpeg("-c:v", "mpeg4", str(add("mpeg4.avi", WITH_FACE)), frames=face)  # MPEG-4 Part 2, codec tag FMP4
+    # A list of other files (FFmpeg's concat format) under a video's name: its content is not followed.
+    add("file_list.mp4", ("failed",), "lists of other files").write_text("ffconcat version 1.0\nfile good.mp4\n")
     h264(add("spaced name ü ñ 表情 é.mp4", WITH_FACE), face)
     noise = np.random.default_rng(1).integers(0, 256, (8, 64, 64, 3), dtype=np.uint8)
     h264(add("no_face.mp4", ("no_face",), "no face"), noise)

@@ -1,9 +1,48 @@
+import cv2
 import numpy as np
 import pytest
 
 from tg_dfer.video import FrameFolderClip, VideoError, natural_key, open_video, scaled_size, write_video
 
+from helpers.hostile_media import ffmpeg
 from helpers.media import frame_number, numbered_frames
+
+# The containers and codecs researchers' corpora come in, each encoded here by the bundled ffmpeg
+# from numbered frames: (file name, encoder arguments).
+CORPUS_FORMATS = [
+    ("mpeg4.avi", ["-c:v", "mpeg4"]),  # MPEG-4 Part 2 (FMP4), as older emotion corpora ship
+    ("xvid.avi", ["-c:v", "libxvid", "-bf", "2"]),
+    ("mjpeg.avi", ["-c:v", "mjpeg", "-pix_fmt", "yuvj420p"]),
+    ("msmpeg4.avi", ["-c:v", "msmpeg4"]),
+    ("h264.mov", ["-c:v", "libx264", "-pix_fmt", "yuv420p"]),
+    ("prores.mov", ["-c:v", "prores"]),
+    ("h264.mkv", ["-c:v", "libx264", "-pix_fmt", "yuv420p"]),
+    ("hevc.mkv", ["-c:v", "libx265", "-pix_fmt", "yuv420p", "-x265-params", "log-level=error"]),
+    ("vp8.webm", ["-c:v", "libvpx"]),
+    ("vp9.webm", ["-c:v", "libvpx-vp9"]),
+    ("flv1.flv", ["-c:v", "flv"]),
+    ("h264.flv", ["-c:v", "libx264", "-pix_fmt", "yuv420p"]),
+    ("mpeg2.ts", ["-c:v", "mpeg2video"]),
+    ("h264.ts", ["-c:v", "libx264", "-pix_fmt", "yuv420p"]),
+    ("mpeg1.mpg", ["-c:v", "mpeg1video"]),
+    ("wmv2.wmv", ["-c:v", "wmv2"]),
+    ("theora.ogv", ["-c:v", "libtheora"]),
+    ("animated.gif", []),
+    ("grey.mp4", ["-c:v", "libx264", "-pix_fmt", "gray"]),
+    ("grey.mkv", ["-c:v", "ffv1", "-pix_fmt", "gray"]),
+    ("10bit.mp4", ["-c:v", "libx264", "-pix_fmt", "yuv420p10le"]),
+    ("10bit.webm", ["-c:v", "libvpx-vp9", "-pix_fmt", "yuv420p10le"]),
+    ("10bit.mkv", ["-c:v", "libx265", "-pix_fmt", "yuv420p10le", "-x265-params", "log-level=error"]),
+]
+# Odd frame sizes, in the codecs that take them.
+ODD_SIZE_FORMATS = [
+    ("odd.avi", ["-c:v", "mpeg4"]),
+    ("odd_mjpeg.avi", ["-c:v", "mjpeg", "-pix_fmt", "yuvj420p"]),
+    ("odd.mkv", ["-c:v", "ffv1"]),
+    ("odd.webm", ["-c:v", "libvpx-vp9"]),
+    ("odd.mp4", ["-c:v", "libx264", "-pix_fmt", "yuv444p"]),
+    ("odd.gif", []),
+]
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +128,114 @@ def test_real_media_sampled_decode_equals_full_decode(media):
         assert len(np.unique(decoded.reshape(len(decoded), -1), axis=0)) > 1, path
         wanted = [0, clip.info.num_frames // 2, clip.info.num_frames - 1]
         assert np.array_equal(clip.read(wanted, max_side=64), decoded[wanted]), path
+
+
+def assert_reads_every_frame(path, count: int, width: int, height: int) -> None:
+    """The probe's size and frame count are right, and sampled frames equal a full decode."""
+    clip = open_video(path)
+    assert (clip.info.width, clip.info.height, clip.info.num_frames) == (width, height, count), path
+    assert clip.info.fps == pytest.approx(25, abs=0.01), path
+    decoded = clip._decode_all_keep(np.arange(count), width, height)
+    assert len(decoded) == count, path
+    wanted = [0, 3, count // 2, count - 1]
+    sampled = clip.read(wanted)
+    assert np.array_equal(sampled, decoded[wanted]), path
+    assert [frame_number(frame, count) for frame in sampled] == wanted, path
+
+
+@pytest.mark.parametrize("name, codec", CORPUS_FORMATS, ids=[name for name, _ in CORPUS_FORMATS])
+def test_corpus_containers_and_codecs_read_every_frame(tmp_path, name, codec):
+    ffmpeg(*codec, str(tmp_path / name), frames=numbered_frames(20, 48, 64))
+    assert_reads_every_frame(tmp_path / name, 20, 64, 48)
+
+
+@pytest.mark.parametrize("name, codec", ODD_SIZE_FORMATS, ids=[name for name, _ in ODD_SIZE_FORMATS])
+def test_odd_frame_sizes_read_every_frame(tmp_path, name, codec):
+    ffmpeg(*codec, str(tmp_path / name), frames=numbered_frames(12, 241, 321))
+    assert_reads_every_frame(tmp_path / name, 12, 321, 241)
+    assert open_video(tmp_path / name).read([5], max_side=64).shape == (1, 48, 64, 3)
+
+
+def test_mpeg4_avi_of_the_issue_is_read(tmp_path):
+    # A codec tag (FMP4 / 0x34504D46) in ffmpeg's log was once taken for the frame size.
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=320x240:rate=25", "-t", "2", str(tmp_path / "x.avi"))
+    clip = open_video(tmp_path / "x.avi")
+    assert (clip.info.width, clip.info.height, clip.info.num_frames) == (320, 240, 50)
+    decoded = clip._decode_all_keep(np.arange(50), 320, 240)
+    assert len(decoded) == 50 and np.array_equal(clip.read([0, 24, 49]), decoded[[0, 24, 49]])
+
+
+@pytest.mark.parametrize("make", ["mp4", "avi", "frames"])
+def test_tiny_frames_are_refused_as_too_small(tmp_path, make):
+    frames = numbered_frames(4, 2, 2)
+    if make == "frames":
+        path = tmp_path / "frames"
+        path.mkdir()
+        for index, frame in enumerate(frames):
+            cv2.imwrite(str(path / f"{index}.png"), frame)
+    else:
+        path = tmp_path / f"tiny.{make}"
+        ffmpeg(*(["-c:v", "libx264", "-pix_fmt", "yuv420p"] if make == "mp4" else ["-c:v", "mpeg4"]), str(path),
+               frames=frames)
+    with pytest.raises(VideoError, match="frames of 2x2 pixels are too small") as error:
+        open_video(path)
+    assert str(path) in str(error.value)
+
+
+@pytest.mark.parametrize("suffix, depth", [(".png", "grey"), (".jpg", "colour"), (".png", "16-bit")])
+def test_frame_folders_of_several_image_kinds(tmp_path, suffix, depth):
+    frames = numbered_frames(9)
+    for index, frame in enumerate(frames):
+        image = {"grey": frame[..., 0], "colour": frame, "16-bit": frame[..., 0].astype(np.uint16) * 257}[depth]
+        cv2.imwrite(str(tmp_path / f"img{index + 1:03d}{suffix}"), image)
+    clip = open_video(tmp_path)
+    assert (clip.info.width, clip.info.height, clip.info.num_frames) == (64, 48, 9)
+    assert [frame_number(frame, 9) for frame in clip.read([0, 4, 8])] == [0, 4, 8]
+
+
+def test_a_file_name_pattern_does_not_open_other_files(tmp_path):
+    # img%03d.png would expand to img001.png, img002.png, ...: a sequence is read as a frame folder.
+    for index, frame in enumerate(numbered_frames(5)):
+        cv2.imwrite(str(tmp_path / f"img{index + 1:03d}.png"), frame)
+    cv2.imwrite(str(tmp_path / "img%03d.png"), numbered_frames(5)[4])
+    with pytest.raises(VideoError, match="file-name patterns are not read"):
+        open_video(tmp_path / "img%03d.png")
+    assert open_video(tmp_path).info.num_frames == 6
+
+
+@pytest.mark.parametrize("name, text", [
+    ("list.mp4", "ffconcat version 1.0\nfile good.mp4\n"),
+    ("playlist.m3u8", "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1.0,\ngood.mp4\n#EXT-X-ENDLIST\n"),
+])
+def test_files_that_refer_to_other_files_are_not_read(tmp_path, name, text):
+    write_video(tmp_path / "good.mp4", numbered_frames(10))
+    (tmp_path / name).write_text(text)
+    with pytest.raises(VideoError, match="not a readable video") as error:
+        open_video(tmp_path / name)
+    assert str(tmp_path / name) in str(error.value)
+
+
+def test_an_audio_file_with_a_cover_picture_is_no_video(tmp_path):
+    cv2.imwrite(str(tmp_path / "cover.png"), numbered_frames(1)[0])
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=0.5", "-i", str(tmp_path / "cover.png"), "-map", "0",
+           "-map", "1", "-c:a", "aac", "-c:v", "png", "-disposition:v", "attached_pic", str(tmp_path / "song.m4a"))
+    with pytest.raises(VideoError, match="no video stream, only audio, a cover picture"):
+        open_video(tmp_path / "song.m4a")
+
+
+def test_probing_is_bounded_by_the_decode_timeout(tmp_path):
+    write_video(tmp_path / "long.mp4", numbered_frames(300, 48, 64))
+    with pytest.raises(VideoError, match="probing took longer than the 1e-06 s decode timeout"):
+        open_video(tmp_path / "long.mp4", timeout=1e-6)
+
+
+def test_a_name_that_looks_like_a_url_is_a_local_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_video("http:x.mp4", numbered_frames(10))
+    clip = open_video("http:x.mp4")
+    assert clip.info.num_frames == 10
+    assert [frame_number(frame, 10) for frame in clip.read([2, 7])] == [2, 7]
+    assert [index for index, _ in clip.stream([1, 8])] == [1, 8]
 
 
 def coded_frames(count: int) -> np.ndarray:
