@@ -22,6 +22,7 @@ from pipeline.loading import load_inputs, load_text_encoder
 from pipeline.paths import dataset_paths
 from tg_dfer.devices import DeviceError, pick_device
 from tg_dfer.io.atomic import write_text_atomic
+from tg_dfer.memory import release_freed_memory
 from tg_dfer.model import ModelConfig
 from tg_dfer.training.checkpoint import save_checkpoint
 from tg_dfer.training.config import TrainConfig
@@ -85,6 +86,7 @@ def train(fold: int, params_path: str, progress: bool) -> None:
     """
     params = load_params(params_path)
     settings = train_settings(params, params_path)
+    release_freed_memory()  # the resident memory of training stays at what is live (tg_dfer/memory.py)
     if fold not in settings.folds:
         raise click.ClickException(f"--fold {fold} is not in train.folds {settings.folds}")
     try:

@@ -46,6 +46,7 @@ def bench(part: str, device: str, precision: str, embed_clips: int, frames: int,
     runs: measure on an idle one.
     """
     from pipeline.tools import measure as lib
+    from pipeline.tools.measure_train import bench_train
     from tg_dfer.backbone import WeightsError
     from tg_dfer.devices import pick_device
 
@@ -73,7 +74,7 @@ def bench(part: str, device: str, precision: str, embed_clips: int, frames: int,
                 result = lib.bench_decode(decode_clips, video_frames, frames, width, height, workers=workers,
                                           repeats=repeats)
             elif name == "train":
-                result = lib.bench_train(device, train_clips, loop_clips, frames, batch_size=train_batch_size,
+                result = bench_train(device, train_clips, loop_clips, frames, batch_size=train_batch_size,
                                          repeats=repeats)
             else:
                 result = lib.bench_embed(device, embed_clips, frames, batch_size, precision=precision,
@@ -96,9 +97,13 @@ SUMMARIES = {
     "train": lambda r: (f"cached epoch of {r['clips']} clips {r['cached_epoch_s']:.2f} s ({r['cached_ms_per_clip']:.3f} "
                         f"ms/clip; x250 = {r['projected_5_folds_x_50_epochs_s']:.0f} s for 5 folds x 50 epochs); image "
                         f"encoder in the loop {r['loop_ms_per_clip']:.1f} ms/clip = {r['loop_over_cached']:.0f}x slower; "
-                        f"features {r['features_mib']:.0f} MiB, held in memory +{r['cache_held_mib']:.0f} MiB "
-                        f"({r['cache_held_mib'] / r['features_mib']:.2f}x the file); peak RSS {r['peak_rss_mib']:.0f} MiB "
-                        f"(+{r['rss_increase_mib']:.0f} MiB from reading the cache on, training included)"),
+                        f"a step is {r['step_gflop']:.1f} GFLOP (the encoder adds {r['loop_gflop_per_clip']:.0f} GFLOP "
+                        f"per clip) at {r['step_gflop_per_s']:.0f} GFLOP/s = {100 * r['share_of_matmul_rate']:.0f}% of "
+                        f"the device's matmul rate ({r['matmul_gflop_per_s']:.0f} GFLOP/s); features "
+                        f"{r['features_mib']:.0f} MiB, held +{r['cache_held_mib']:.0f} MiB; peak RSS +"
+                        f"{r['rss_increase_mib']:.0f} MiB from reading the cache on = {r['peak_over_features']:.2f}x the "
+                        f"file; with activation checkpointing +{r['checkpointed_rss_increase_mib']:.0f} MiB = "
+                        f"{r['checkpointed_peak_over_features']:.2f}x, epoch {r['checkpointed_epoch_s']:.2f} s"),
     "decode": lambda r: (f"{r['sampled']} of {r['frames_per_video']} frames at {r['size']}: one pass "
                          f"{r['one_pass_ms_per_clip']:.0f} ms/clip, decode all {r['decode_all_ms_per_clip']:.0f} "
                          f"ms/clip = {r['decode_all_over_one_pass']:.1f}x slower; {r['workers']} threads over clips "

@@ -24,7 +24,6 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from tg_dfer.backbone import Backbone, encode_images, load_backbone, preprocess
 from tg_dfer.embed.images import JournalSink, embed_faces, write_entries
@@ -216,102 +215,14 @@ def bench_embed(device: str = "cpu", clips: int = 64, frames: int = 16, batch_si
 # ------------------------------------------------------------------------------------------ train
 
 
-@dataclass
-class TrainBench:
-    clips: int  # clips in the cached epoch (e.g. DFEW's ~9,400 training clips)
-    loop_clips: int  # clips in the epoch with the image encoder in the loop
-    frames: int
-    batch_size: int
-    cached_epoch_s: float
-    cached_ms_per_clip: float
-    loop_ms_per_clip: float
-    loop_over_cached: float  # how many times slower per clip the image encoder in the loop is
-    projected_5_folds_x_50_epochs_s: float  # cached_epoch_s x 250: training steps only, no per-epoch scoring
-    features_mib: float  # the synthetic features.h5
-    peak_rss_mib: float  # from reading the cache on (Linux), or of the whole process
-    rss_increase_mib: float  # that peak minus the RSS before the cache was read
-    cache_held_mib: float  # RSS increase once the cache is read and held for training (before any step)
 
 
-def _synthetic_cache(path: Path, clips: int, frames: int, classes: int, dim: int, attrs: dict) -> None:
-    """A features.h5 of unit random frame embeddings, generated in slices so that making it adds no peak memory."""
-    rng = np.random.default_rng(0)
-    with FeaturesWriter(path, 1, frames, dim, attrs) as writer:
-        for start in range(0, clips, 512):
-            block = rng.standard_normal((min(512, clips - start), 1, frames, dim), dtype=np.float32)
-            block /= np.linalg.norm(block, axis=-1, keepdims=True)
-            rows = range(start, start + len(block))
-            writer.extend([f"c{row}" for row in rows], [row % classes for row in rows], block, [frames] * len(block),
-                          [np.arange(frames)] * len(block), [np.ones(frames)] * len(block))
 
 
-def bench_train(device: str = "cpu", clips: int = 9400, loop_clips: int = 8, frames: int = 16, classes: int = 7,
-                batch_size: int = 48, repeats: int = 1) -> TrainBench:
-    """A training epoch of the default TG-DFER model on a cache of ``clips`` clips, and per clip with the image encoder in the loop."""
-    from tg_dfer.io.features_h5 import read_features
-    from tg_dfer.model import ModelConfig, TextEncoder, build_model
-    from tg_dfer.training.bank import FeatureBank
-    from tg_dfer.training.config import TrainConfig
-    from tg_dfer.training.loop import parameter_groups, train_model
-    from tg_dfer.training.splits import Split
 
-    sync = synchroniser(device)
-    loaded = load_backbone("ViT-B/32", "random", device=device)
-    encoder = TextEncoder.from_clip(loaded.model).to(device)
-    D, T = loaded.embed_dim, frames
-    text = F.normalize(torch.randn(classes, D, generator=torch.Generator().manual_seed(0)), dim=-1)
-    names = [f"class{k}" for k in range(classes)]
 
-    def fresh_model():
-        config = ModelConfig(embed_dim=D, num_classes=classes, num_frames=T, window=min(4, T))
-        return build_model(config, names, [f"an expression of {n}." for n in names], names, text, text,
-                           encoder=encoder, seed=0).to(device)
 
-    optim = TrainConfig(epochs=1, batch_size=batch_size, val_fraction=0.0, track_test=False)
-    with tempfile.TemporaryDirectory(prefix="tg-dfer-bench-") as folder:
-        path = Path(folder) / "features.h5"
-        attrs = {**loaded.attrs(), "class_names": names, "views": 1, "frames_per_clip": frames}
-        _synthetic_cache(path, clips, frames, classes, D, attrs)
-        features_mib = path.stat().st_size / (1 << 20)
-        reset_peak_rss()
-        before = current_rss_mib()
-        cache = read_features(path)
-        bank = FeatureBank(cache, device)
-        holding = current_rss_mib() - before
-        labels = cache.label.astype(np.int64)
-        split = Split(train=np.arange(clips), val=np.zeros(0, np.int64), test=np.zeros(0, np.int64))
-        model = fresh_model()
-        cached = best_time(lambda: train_model(model, bank, labels, split, optim, progress=False), repeats, sync)
-        peak = peak_rss_mib()
 
-    # The same model, with every frame of every clip through the frozen image tower at every step.
-    rng = np.random.default_rng(0)
-    S = loaded.input_resolution
-    pixels = preprocess(torch.from_numpy(smooth_faces(16, 160, rng)), S)  # a few distinct images, reused
-    model = fresh_model().train()
-    optimizer = torch.optim.SGD(parameter_groups(model, optim), lr=optim.lr, momentum=optim.momentum,
-                                weight_decay=optim.weight_decay)
-    y = torch.from_numpy(np.arange(loop_clips) % classes).to(device)
-    mask = torch.ones(batch_size, T, dtype=torch.bool, device=device)
-    batch_pixels = pixels[torch.arange(batch_size * T) % len(pixels)].to(device)  # (B * T, 3, S, S)
-
-    def loop_epoch() -> None:
-        for start in range(0, loop_clips, batch_size):
-            rows = slice(start, min(start + batch_size, loop_clips))
-            B = rows.stop - rows.start
-            x = encode_images(loaded, batch_pixels[: B * T]).reshape(B, T, D)  # frozen: no gradient
-            loss = F.cross_entropy(model(x, mask[:B]).logits, y[rows])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-
-    in_loop = best_time(loop_epoch, repeats, sync)
-    cached_per_clip, loop_per_clip = cached / clips, in_loop / loop_clips
-    return TrainBench(clips=clips, loop_clips=loop_clips, frames=frames, batch_size=batch_size, cached_epoch_s=cached,
-                      cached_ms_per_clip=1e3 * cached_per_clip, loop_ms_per_clip=1e3 * loop_per_clip,
-                      loop_over_cached=loop_per_clip / cached_per_clip, projected_5_folds_x_50_epochs_s=250 * cached,
-                      features_mib=features_mib, peak_rss_mib=peak, rss_increase_mib=peak - before,
-                      cache_held_mib=holding)
 
 
 # ----------------------------------------------------------------------------------------- decode

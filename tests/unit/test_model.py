@@ -194,6 +194,59 @@ def test_text_encoder_matches_clip_encode_text():
     assert torch.allclose(encoder(encoder.token_embedding(cut), eot), expected, atol=1e-5)
 
 
+def full_length_prompts(learner: PromptLearner, model, visual: torch.Tensor | None = None) -> torch.Tensor:
+    """X^FP of ``learner``'s prompts by CLIP's own text transformer over all 77 positions, each prompt
+    on its own (with ``visual`` (C, W) in the slot after SOS): the reference for the shortened,
+    shared computation of :class:`TextEncoder`."""
+    import clip
+
+    outputs = []
+    for k, text in enumerate(learner.prompts):
+        tokens = clip.tokenize([text])  # (1, 77), the placeholders X where the slot and the context go
+        embedded = model.token_embedding(tokens)[0].clone()
+        context = learner.context if learner.context.dim() == 2 else learner.context[k]
+        start = 1 + int(visual is not None)
+        if visual is not None:
+            embedded[1] = visual[k]
+        embedded[start:start + len(context)] = context
+        x = (embedded + model.positional_embedding).unsqueeze(1)  # (77, 1, W)
+        x = model.ln_final(model.transformer(x)[:, 0])  # (77, W), CLIP's own causal mask
+        outputs.append(x[int(tokens.argmax())] @ model.text_projection)
+    return torch.nn.functional.normalize(torch.stack(outputs), dim=-1)
+
+
+@pytest.mark.parametrize("texts, class_specific, prepend", [
+    (["happiness.", "sadness.", "fear."], False, False),
+    (["a smiling mouth, raised cheeks", "a downward turned mouth and drooping upper eyelids", "widened eyes"], False,
+     False),
+    (["happiness.", "sadness.", "fear."], True, False),
+    (["happiness.", "sadness.", "fear."], False, True),
+])
+def test_shortened_shared_text_tower_equals_the_full_77_position_pass(texts, class_specific, prepend):
+    """Embeddings and the gradients they send to the learnable context (and the visual prompt) are
+    those of CLIP's full pass, for class and descriptor prompts, shared or class-specific context."""
+    torch.manual_seed(0)
+    model = CLIP(embed_dim=D, image_resolution=32, vision_layers=1, vision_width=64, vision_patch_size=16,
+                 context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=2,
+                 transformer_layers=3).eval()  # 3 layers: shared positions run through more than the last
+    learner = PromptLearner(texts, TextEncoder.from_clip(model), context_length=4, class_specific=class_specific,
+                            visual_slot=prepend)
+    torch.manual_seed(5)
+    weights = torch.randn(len(texts), D)
+    visual = torch.randn(len(texts), 64, requires_grad=True) if prepend else None
+    ours = learner(visual.unsqueeze(0))[0] if prepend else learner()
+    (ours * weights).sum().backward()
+    gradients = [learner.context.grad.clone()] + ([visual.grad.clone()] if prepend else [])
+    learner.context.grad = None
+    if prepend:
+        visual.grad = None
+    reference = full_length_prompts(learner, model, visual)
+    (reference * weights).sum().backward()
+    assert torch.allclose(ours, reference, atol=1e-5)
+    for ours_grad, reference_grad in zip(gradients, [learner.context.grad] + ([visual.grad] if prepend else [])):
+        assert ours_grad.abs().sum() > 0 and torch.allclose(ours_grad, reference_grad, atol=1e-5, rtol=1e-4)
+
+
 def clip_tokens(texts):
     import clip
 

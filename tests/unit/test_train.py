@@ -210,3 +210,16 @@ def test_config_validation_names_the_setting():
         TrainConfig(milestones=[40, 30])
     with pytest.raises(ValueError, match="unknown optimisation setting"):
         TrainConfig.from_dict({"learning_rate": 0.1})
+
+
+def test_activation_checkpointing_trains_the_same_weights(planted):
+    """Recomputing the temporal layers in backward (dropout on) gives the same training, to float rounding."""
+    config = dict(epochs=2, batch_size=16, track_test=False)
+    plain = fit(planted.features, planted.text, planted.test_fold, 1, {**MODEL, "dropout": 0.1},
+                TrainConfig(**config), progress=False)
+    recomputed = fit(planted.features, planted.text, planted.test_fold, 1, {**MODEL, "dropout": 0.1},
+                     TrainConfig(**config, activation_checkpointing=True), progress=False)
+    assert plain.last_state.keys() == recomputed.last_state.keys()
+    for name, value in plain.last_state.items():
+        assert torch.allclose(value, recomputed.last_state[name], atol=1e-5), name
+    assert [r["train_loss"] for r in plain.history] == pytest.approx([r["train_loss"] for r in recomputed.history])

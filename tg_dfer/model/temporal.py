@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from tg_dfer.model.config import ModelConfig
 from tg_dfer.sampling import window_starts
@@ -46,6 +47,10 @@ class Encoder(nn.Module):
         super().__init__()
         self.positional_embedding = nn.Parameter(torch.randn(length, width) * 0.01)
         self.blocks = nn.ModuleList([Block(width, heads, mlp_ratio, dropout) for _ in range(depth)])
+        # Recompute each layer in the backward pass instead of keeping its activations: the
+        # fine-grained module's windows hold every frame w times, its activations most of a
+        # training step's memory. The same dropout masks are drawn again, so gradients do not change.
+        self.checkpointing = False
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         # x: (N, L, W); valid: (N, L) bool
@@ -54,7 +59,10 @@ class Encoder(nn.Module):
         padding = ~valid & valid.any(dim=1, keepdim=True)
         x = x + self.positional_embedding  # (N, L, W)
         for block in self.blocks:
-            x = block(x, padding)
+            if self.checkpointing and torch.is_grad_enabled():
+                x = checkpoint(block, x, padding, use_reentrant=False)
+            else:
+                x = block(x, padding)
         return x
 
 

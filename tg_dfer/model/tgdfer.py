@@ -105,6 +105,12 @@ class TGDFER(nn.Module):
         elif config.visual_prompt == "prepend":
             self.visual_proj = nn.Linear(D, prompt.encoder.width)  # V^P -> one token of the text tower
 
+    def use_activation_checkpointing(self, enabled: bool = True) -> None:
+        """Recompute the temporal transformer layers in the backward pass (less memory, more compute)."""
+        for module in self.temporal.modules():
+            if hasattr(module, "checkpointing"):
+                module.checkpointing = enabled
+
     # ------------------------------------------------------------------------------------ text
 
     @property

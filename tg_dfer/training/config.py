@@ -28,6 +28,7 @@ class TrainConfig:
     track_test: bool = True  # also score the test fold every epoch (reported only, never used to select)
     eval_batch_size: int = 256
     mixed_precision: bool = True  # bf16 autocast of training steps on a CUDA GPU; no effect on CPU
+    activation_checkpointing: bool = False  # recompute the temporal layers in backward: less memory, more time
 
     def __post_init__(self) -> None:
         self.milestones = [int(m) for m in self.milestones]

@@ -94,6 +94,7 @@ def train_model(model: TGDFER, bank: FeatureBank, labels: np.ndarray, split: Spl
     C, T = model.config.num_classes, model.config.num_frames
     device = bank.device
     model.to(device)
+    model.use_activation_checkpointing(config.activation_checkpointing)
     optimizer = torch.optim.SGD(parameter_groups(model, config), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay, fused=device.type == "cuda" or None)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=config.milestones, gamma=config.gamma)

@@ -1,0 +1,166 @@
+"""``tg-dfer bench train``: a cached training epoch against the image encoder in the loop, its FLOPs
+against the device's matmul rate, and its peak memory with and without activation checkpointing."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pipeline.tools.measure import best_time, current_rss_mib, peak_rss_mib, reset_peak_rss, smooth_faces, synchroniser
+from tg_dfer.backbone import encode_images, load_backbone, preprocess
+from tg_dfer.io.features_h5 import FeaturesWriter
+
+
+@dataclass
+class TrainBench:
+    clips: int  # clips in the cached epoch (e.g. DFEW's ~9,400 training clips)
+    loop_clips: int  # clips in the epoch with the image encoder in the loop
+    frames: int
+    batch_size: int
+    cached_epoch_s: float
+    cached_ms_per_clip: float
+    loop_ms_per_clip: float
+    loop_over_cached: float  # how many times slower per clip the image encoder in the loop is
+    projected_5_folds_x_50_epochs_s: float  # cached_epoch_s x 250: training steps only, no per-epoch scoring
+    step_gflop: float  # matmul FLOPs of one cached training step (forward and backward), counted
+    loop_gflop_per_clip: float  # what the image encoder adds per clip in the loop (counted)
+    step_gflop_per_s: float  # the cached steps' matmul FLOPs over their time
+    matmul_gflop_per_s: float  # the device's rate on a large fp32 matmul, measured in the same run
+    share_of_matmul_rate: float  # step_gflop_per_s / matmul_gflop_per_s
+    features_mib: float  # the synthetic features.h5
+    cache_held_mib: float  # RSS increase once the cache is read and held for training (before any step)
+    peak_rss_mib: float  # from reading the cache on (Linux), or of the whole process
+    rss_increase_mib: float  # that peak minus the RSS before the cache was read
+    peak_over_features: float  # rss_increase_mib / features_mib
+    checkpointed_epoch_s: float  # the cached epoch with activation checkpointing (train.optim)
+    checkpointed_rss_increase_mib: float
+    checkpointed_peak_over_features: float
+
+
+def _synthetic_cache(path: Path, clips: int, frames: int, classes: int, dim: int, attrs: dict) -> None:
+    """A features.h5 of unit random frame embeddings, generated in slices so that making it adds no peak memory."""
+    rng = np.random.default_rng(0)
+    with FeaturesWriter(path, 1, frames, dim, attrs) as writer:
+        for start in range(0, clips, 512):
+            block = rng.standard_normal((min(512, clips - start), 1, frames, dim), dtype=np.float32)
+            block /= np.linalg.norm(block, axis=-1, keepdims=True)
+            rows = range(start, start + len(block))
+            writer.extend([f"c{row}" for row in rows], [row % classes for row in rows], block, [frames] * len(block),
+                          [np.arange(frames)] * len(block), [np.ones(frames)] * len(block))
+
+
+def counted_gflop(run: Callable[[], None]) -> float:
+    """Matmul (and convolution) FLOPs of ``run``, forward and backward, counted by torch."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        run()
+    return counter.get_total_flops() / 1e9
+
+
+def matmul_rate(device: str, size: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of the device on one large fp32 matmul: the ceiling of what a training step can reach."""
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    seconds = best_time(lambda: torch.mm(a, b), repeats, synchroniser(device))
+    return 2 * size ** 3 / seconds / 1e9
+
+
+def bench_train(device: str = "cpu", clips: int = 9400, loop_clips: int = 8, frames: int = 16, classes: int = 7,
+                batch_size: int = 48, repeats: int = 1) -> TrainBench:
+    """A training epoch of the default TG-DFER model on a cache of ``clips`` clips, per clip against the
+    image encoder in the loop; its FLOPs against the device's matmul rate; its peak memory, and again
+    with activation checkpointing. The train stage's own memory setting applies (tg_dfer.memory)."""
+    from tg_dfer.io.features_h5 import read_features
+    from tg_dfer.memory import release_freed_memory
+    from tg_dfer.model import ModelConfig, TextEncoder, build_model
+    from tg_dfer.training.bank import FeatureBank
+    from tg_dfer.training.config import TrainConfig
+    from tg_dfer.training.loop import parameter_groups, train_model
+    from tg_dfer.training.splits import Split
+
+    release_freed_memory()
+    sync = synchroniser(device)
+    loaded = load_backbone("ViT-B/32", "random", device=device)
+    encoder = TextEncoder.from_clip(loaded.model).to(device)
+    D, T = loaded.embed_dim, frames
+    text = F.normalize(torch.randn(classes, D, generator=torch.Generator().manual_seed(0)), dim=-1)
+    names = [f"class{k}" for k in range(classes)]
+
+    def fresh_model():
+        config = ModelConfig(embed_dim=D, num_classes=classes, num_frames=T, window=min(4, T))
+        return build_model(config, names, [f"an expression of {n}." for n in names], names, text, text,
+                           encoder=encoder, seed=0).to(device)
+
+    def optim(checkpointing: bool = False) -> TrainConfig:
+        return TrainConfig(epochs=1, batch_size=batch_size, val_fraction=0.0, track_test=False,
+                           activation_checkpointing=checkpointing)
+
+    with tempfile.TemporaryDirectory(prefix="tg-dfer-bench-") as folder:
+        path = Path(folder) / "features.h5"
+        attrs = {**loaded.attrs(), "class_names": names, "views": 1, "frames_per_clip": frames}
+        _synthetic_cache(path, clips, frames, classes, D, attrs)
+        features_mib = path.stat().st_size / (1 << 20)
+        reset_peak_rss()
+        before = current_rss_mib()
+        cache = read_features(path)
+        bank = FeatureBank(cache, device)
+        holding = current_rss_mib() - before
+        labels = cache.label.astype(np.int64)
+        split = Split(train=np.arange(clips), val=np.zeros(0, np.int64), test=np.zeros(0, np.int64))
+        runs = {}
+        for checkpointing in (False, True):
+            model = fresh_model()
+            reset_peak_rss()
+            seconds = best_time(lambda: train_model(model, bank, labels, split, optim(checkpointing), progress=False),
+                                repeats, sync)
+            runs[checkpointing] = (seconds, peak_rss_mib() - before)
+            del model
+        one_batch = Split(train=np.arange(min(batch_size, clips)), val=split.val, test=split.test)
+        step_gflop = counted_gflop(lambda: train_model(fresh_model(), bank, labels, one_batch, optim(),
+                                                       progress=False))
+    rate = matmul_rate(device)
+
+    # The same model, with every frame of every clip through the frozen image tower at every step.
+    rng = np.random.default_rng(0)
+    S = loaded.input_resolution
+    pixels = preprocess(torch.from_numpy(smooth_faces(16, 160, rng)), S)  # a few distinct images, reused
+    model = fresh_model().train()
+    config = optim()
+    optimizer = torch.optim.SGD(parameter_groups(model, config), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+    y = torch.from_numpy(np.arange(loop_clips) % classes).to(device)
+    mask = torch.ones(batch_size, T, dtype=torch.bool, device=device)
+    batch_pixels = pixels[torch.arange(batch_size * T) % len(pixels)].to(device)  # (B * T, 3, S, S)
+
+    def loop_epoch() -> None:
+        for start in range(0, loop_clips, batch_size):
+            rows = slice(start, min(start + batch_size, loop_clips))
+            B = rows.stop - rows.start
+            x = encode_images(loaded, batch_pixels[: B * T]).reshape(B, T, D)  # frozen: no gradient
+            loss = F.cross_entropy(model(x, mask[:B]).logits, y[rows])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+    in_loop = best_time(loop_epoch, repeats, sync)
+    encoder_gflop = counted_gflop(lambda: encode_images(loaded, batch_pixels[:T])) if T else 0.0
+    cached, peak = runs[False]
+    steps = -(-clips // batch_size)
+    cached_per_clip, loop_per_clip = cached / clips, in_loop / loop_clips
+    achieved = step_gflop * steps / cached
+    return TrainBench(clips=clips, loop_clips=loop_clips, frames=frames, batch_size=batch_size, cached_epoch_s=cached,
+                      cached_ms_per_clip=1e3 * cached_per_clip, loop_ms_per_clip=1e3 * loop_per_clip,
+                      loop_over_cached=loop_per_clip / cached_per_clip, projected_5_folds_x_50_epochs_s=250 * cached,
+                      step_gflop=step_gflop, loop_gflop_per_clip=encoder_gflop, step_gflop_per_s=achieved,
+                      matmul_gflop_per_s=rate, share_of_matmul_rate=achieved / rate, features_mib=features_mib,
+                      cache_held_mib=holding, peak_rss_mib=before + peak, rss_increase_mib=peak,
+                      peak_over_features=peak / features_mib, checkpointed_epoch_s=runs[True][0],
+                      checkpointed_rss_increase_mib=runs[True][1],
+                      checkpointed_peak_over_features=runs[True][1] / features_mib)
