@@ -21,8 +21,8 @@ import torch
 
 import tg_dfer.inference.predictor as predictor_module
 from tg_dfer.backbone import load_backbone
+from tg_dfer.detectors import make_detector
 from tg_dfer.devices import pick_device
-from tg_dfer.faces import make_detector
 from tg_dfer.inference.inputs import collect_inputs
 from tg_dfer.inference.model_file import load_model_file
 
@@ -54,7 +54,7 @@ def main() -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     started = time.perf_counter()
-    found = predictor_module.faces_in_threads(items, lambda: make_detector(model.detector, device=device), model.policy,
+    found = predictor_module.faces_in_threads(items, lambda: make_detector(model.detector, device, model.search), model.policy,
                                        args.workers)
     videos = predictor.run(found)
     wall = time.perf_counter() - started

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -64,12 +65,19 @@ def require(values: dict[str, Any], key: str, kind: type | tuple[type, ...], whe
 
 def checked_fields(cls: type, values: dict[str, Any], where: str, derived: tuple[str, ...] = ()) -> dict[str, Any]:
     """The params section ``values`` (called ``where``) checked against dataclass ``cls``: every field
-    but the ``derived`` ones (fixed by the data later) present, of its annotated type, nothing else."""
+    but the ``derived`` ones (fixed by the data later) present, of its annotated type, nothing else;
+    a field that is itself a dataclass is a nested section, built here."""
     fields = {field.name: field for field in dataclasses.fields(cls) if field.name not in derived}
     unknown = sorted(set(values) - set(fields))
     if unknown:
         raise click.ClickException(f"params: {where}.{unknown[0]} is not a known setting (known: {', '.join(fields)})")
-    checked = {name: require(values, name, TYPES[str(field.type)], where) for name, field in fields.items()}
+    hints = typing.get_type_hints(cls)
+    checked = {}
+    for name in fields:
+        if dataclasses.is_dataclass(hints[name]):
+            checked[name] = dataclass_settings(hints[name], require(values, name, dict, where), f"{where}.{name}")
+        else:
+            checked[name] = require(values, name, TYPES[str(fields[name].type)], where)
     checked.update({name: float(checked[name]) for name, field in fields.items() if str(field.type) == "float"})
     for name, field in fields.items():
         if str(field.type) == "list[int]" and not all(isinstance(v, int) and not isinstance(v, bool)

@@ -1,24 +1,18 @@
-"""Face detection on sampled frames and the crop policy.
+"""The crop policy: from a clip's sampled frames and their detections to square face crops.
 
-Detectors (``make_detector``):
-
-* ``face_alignment``: S3FD boxes and 68 FAN landmarks from the face_alignment package; crops are
-  rotated so that the eyes are level. Its weights must already be in the torch hub cache.
-* ``opencv``: OpenCV's Haar frontal-face cascade, shipped inside opencv-python: works offline,
-  no landmarks.
-* ``none``: the input already is face crops (e.g. DFEW's ``clip_224x224`` frame folders).
+The detectors are in :mod:`tg_dfer.detectors`.
 
 Policy for one clip: detect on the sampled frames only, keep one face track (the detection that
 best overlaps the median of each frame's largest face), fill frames without a face from their
 neighbours, smooth centre, size and angle over time, and cut square crops of ``crop_size``.
-A clip with no face anywhere gets a centred fallback crop; frames without a detection record
-score 0 either way.
+Frames without a detection hold the box of their neighbours (interpolated between them, the
+nearest one at the clip's ends) and record score 0: a held box is not a detection. Only a clip
+with no face anywhere gets a centred fallback crop.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,23 +21,11 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from tg_dfer.detectors import Detection
 from tg_dfer.io.faces_h5 import NUM_LANDMARKS, FaceRecord
 from tg_dfer.io.images import IMAGE_FORMATS, encode_image
 from tg_dfer.sampling import MODES, segment_indices
 from tg_dfer.video import Clip, VideoError, open_video
-
-DETECTORS = ("face_alignment", "opencv", "none")
-
-
-class DetectorError(Exception):
-    """A detector that cannot be set up (missing weights, unknown name)."""
-
-
-@dataclass
-class Detection:
-    box: np.ndarray  # (4,) x0 y0 x1 y1 in the pixels of the frame given to the detector
-    score: float
-    landmarks: np.ndarray | None = None  # (68, 2)
 
 
 @dataclass(frozen=True)
@@ -70,126 +52,25 @@ class CropPolicy:
             raise ValueError(f"image_format must be one of {', '.join(IMAGE_FORMATS)}, got {self.image_format!r}")
 
 
-@dataclass(frozen=True)
-class DetectorSettings:
-    """Which detector finds the faces, and how a clip is read (the rest of the ``faces`` section)."""
 
-    detector: str = "opencv"  # face_alignment | opencv | none
-    seed: int = 0  # of the random sampling mode
-    decode_timeout: float = 120.0  # seconds per ffmpeg call before a clip is recorded as failed
-    device: str = "auto"  # for face_alignment
 
-    def __post_init__(self) -> None:
-        if self.detector not in DETECTORS:
-            raise ValueError(f"detector must be one of {', '.join(DETECTORS)}, got {self.detector!r}")
-        if not self.decode_timeout > 0:
-            raise ValueError(f"decode_timeout must be > 0, got {self.decode_timeout!r}")
 
 
 # ------------------------------------------------------------------------------------- detectors
 
 
-class OpenCVDetector:
-    """Haar cascade (Viola-Jones) frontal faces; the offline fallback detector."""
-
-    name = "opencv"
-
-    def __init__(self, scale_factor: float = 1.1, min_neighbors: int = 5, min_size_fraction: float = 0.1):
-        cascade = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
-        self.cascade = cv2.CascadeClassifier(str(cascade))
-        if self.cascade.empty():
-            raise DetectorError(f"{cascade}: OpenCV's Haar cascade is missing (opencv-python 5.x ships none; "
-                                "install opencv-python<5)")
-        self.scale_factor = scale_factor
-        self.min_neighbors = min_neighbors
-        self.min_size_fraction = min_size_fraction
-
-    def detect(self, frames: np.ndarray) -> list[list[Detection]]:
-        found = []
-        for frame in frames:
-            # No histogram equalisation: measured on demo and real clips, it lowers the hit rate.
-            gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-            side = max(16, int(self.min_size_fraction * min(gray.shape)))
-            boxes, _, weights = self.cascade.detectMultiScale3(
-                gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(side, side),
-                outputRejectLevels=True,
-            )
-            # Haar level weights are unbounded margins; squash them into (0, 1) as a confidence.
-            found.append([
-                Detection(np.array([x, y, x + w, y + h], dtype=np.float64), float(1.0 - math.exp(-max(weight, 0.0))))
-                for (x, y, w, h), weight in zip(boxes, np.ravel(weights))
-            ])
-        return found
 
 
-def face_alignment_weights() -> dict[str, Path]:
-    """The weight files face_alignment loads from the torch hub cache, by model."""
-    import torch.hub
-    from face_alignment.api import models_urls
-    from face_alignment.detection.sfd.sfd_detector import models_urls as detector_urls
-
-    folder = Path(torch.hub.get_dir()) / "checkpoints"
-    return {
-        "s3fd": folder / os.path.basename(detector_urls["s3fd"]),
-        "2DFAN-4": folder / os.path.basename(models_urls["2DFAN-4"]),
-    }
 
 
-class FaceAlignmentDetector:
-    """S3FD detection (batched over the sampled frames) and 2D FAN landmarks on the kept face."""
-
-    name = "face_alignment"
-
-    def __init__(self, device: str = "cpu", threshold: float = 0.5):
-        import face_alignment
-        import torch
-
-        missing = [f"{model}: {path}" for model, path in face_alignment_weights().items() if not path.is_file()]
-        if missing:
-            raise DetectorError(
-                "face_alignment weights not found (this pipeline never downloads): " + "; ".join(missing)
-                + ". Copy the files published by the face_alignment project there (set TORCH_HOME to use "
-                "another cache folder), or use the offline opencv detector."
-            )
-        self.torch = torch
-        self.device = device
-        self.model = face_alignment.FaceAlignment(
-            face_alignment.LandmarksType.TWO_D, device=device, flip_input=False, compile=False,
-            face_detector_kwargs={"filter_threshold": threshold},
-        )
-
-    def detect(self, frames: np.ndarray) -> list[list[Detection]]:
-        batch = self.torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().to(self.device)
-        with self.torch.no_grad():
-            boxes = self.model.face_detector.detect_from_batch(batch)
-        return [[Detection(np.asarray(box[:4], dtype=np.float64), float(box[4])) for box in frame_boxes]
-                for frame_boxes in boxes]
-
-    def landmarks(self, frame: np.ndarray, box: np.ndarray) -> np.ndarray | None:
-        found = self.model.get_landmarks_from_image(frame, detected_faces=[np.append(box, 1.0)])
-        if not found:
-            return None
-        return np.asarray(found[0][:, :2], dtype=np.float64)
 
 
-class WholeFrameDetector:
-    """For inputs that are already face crops: the whole frame is the face."""
-
-    name = "none"
-
-    def detect(self, frames: np.ndarray) -> list[list[Detection]]:
-        height, width = frames.shape[1:3]
-        return [[Detection(np.array([0.0, 0.0, width, height]), 1.0)] for _ in frames]
 
 
-def make_detector(name: str, device: str = "cpu", **options):
-    if name == "opencv":
-        return OpenCVDetector(**options)
-    if name == "face_alignment":
-        return FaceAlignmentDetector(device=device, **options)
-    if name == "none":
-        return WholeFrameDetector()
-    raise DetectorError(f"unknown face detector {name!r}; choose one of {', '.join(DETECTORS)}")
+
+
+
+
 
 
 # ---------------------------------------------------------------------------------- track policy
@@ -271,7 +152,7 @@ def crop_clip(clip_id: str, clip: Clip, detector, policy: CropPolicy,
         if detection is None:
             continue
         x0, y0, x1, y1 = detection.box
-        angle = 0.0
+        angle = detection.angle
         if hasattr(detector, "landmarks"):
             points = detector.landmarks(frames[row], detection.box)
             if points is not None:

@@ -17,8 +17,9 @@ from pipeline.paths import DatasetPaths, dataset_paths
 from pipeline.sharding import kill_point, merge, open_journal, shard_from_env, shard_options
 from tg_dfer import __version__
 from tg_dfer.datasets.manifest import ManifestError, read_manifest
+from tg_dfer.detectors import DetectorError, DetectorSettings, make_detector
 from tg_dfer.devices import DeviceError, pick_device
-from tg_dfer.faces import CropPolicy, DetectorError, DetectorSettings, crop_path, make_detector
+from tg_dfer.faces import CropPolicy, crop_path
 from tg_dfer.hashes import sha256_file
 from tg_dfer.io.atomic import write_text_atomic
 from tg_dfer.io.faces_h5 import FACE_STATUSES, FACES_SCHEMA, FacesFile, FacesWriter, face_row
@@ -68,9 +69,17 @@ def faces(params_path: str, shard: Shard | None, merge_count: int | None, worker
     was killed resumes there with the same params. Scale out with --shard I/N on N machines or
     processes, then --merge N (docs/robustness.md).
 
+    Frames without a detection keep score 0 and hold their neighbours' box. The opencv detector
+    runs its frontal cascade on every sampled frame and, only where that finds nothing, the passes
+    of faces.opencv: equalise (again on the CLAHE-equalised luma, down to 24 px faces), tilt
+    (degrees: also on that frame turned by +tilt and -tilt, the crop turned back upright; 0 = off),
+    profile (the profile cascade on it and its mirror image; off by default). docs/robustness.md
+    has their measured hit rates.
+
     Params (section faces): detector (face_alignment | opencv | none), frames_per_clip, sampling
     (centre | random), seed, crop_size, margin, smooth, max_side, image_format (jpeg | png),
-    jpeg_quality, decode_timeout (seconds per ffmpeg call), device (auto | cpu | cuda).
+    jpeg_quality, decode_timeout (seconds per ffmpeg call), device (auto | cpu | cuda),
+    opencv (equalise, tilt, profile).
     """
     if shard and merge_count:
         raise click.UsageError("--shard and --merge do not go together: run the shards, then merge")
@@ -93,10 +102,11 @@ def faces(params_path: str, shard: Shard | None, merge_count: int | None, worker
         shard = shard or shard_from_env() or WHOLE
         try:
             device = pick_device(settings.device)
-            first = make_detector(settings.detector, device=device)  # a missing model fails before any work
+            first = make_detector(settings.detector, device, settings.opencv)  # a missing model fails before any work
         except (DetectorError, DeviceError) as error:
             raise click.ClickException(str(error)) from error
-        detector = per_thread(lambda: make_detector(settings.detector, device=device)) if workers > 1 else lambda: first
+        detector = (per_thread(lambda: make_detector(settings.detector, device, settings.opencv)) if workers > 1
+                    else lambda: first)
         target = run_faces(paths, manifest, shard, detector, policy, settings, attrs, workers)
     report = face_report(target, manifest)
     if target == paths.faces:

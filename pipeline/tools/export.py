@@ -76,7 +76,8 @@ def export(folds: tuple[int, ...], weights: str, out_path: str | None, params_pa
     clip = {"model": str(features_attrs["clip_model"]), "sha256": str(features_attrs["checkpoint_sha256"]),
             "random_weights": bool(features_attrs["random_weights"]), "source": str(features_attrs["clip_source"]),
             "seed": int(clip_params.get("seed", 0))}
-    faces = {**asdict(policy), "detector": detection.detector, "decode_timeout": detection.decode_timeout}
+    faces = {**asdict(policy), "detector": detection.detector, "decode_timeout": detection.decode_timeout,
+             "opencv": asdict(detection.opencv)}
     provenance = {"dataset": name, "faces": str(paths.faces), "features": str(paths.features),
                   "checkpoints": {str(fold): str(paths.checkpoint(fold)) for fold in checkpoints}}
     try:

@@ -17,8 +17,8 @@ from tqdm import tqdm
 
 from tg_dfer import __version__
 from tg_dfer.backbone import WeightsError, load_backbone
+from tg_dfer.detectors import DetectorError, make_detector
 from tg_dfer.devices import pick_device
-from tg_dfer.faces import DetectorError, make_detector
 from tg_dfer.inference.inputs import SkippedFile, collect_inputs
 from tg_dfer.inference.model_file import ModelFileError, load_model_file
 from tg_dfer.inference.predictor import Predictor, faces_in_threads
@@ -156,7 +156,7 @@ def predict(model_path: str, inputs: tuple[str, ...], out_path: str, fmt: str, f
         checkpoint = clip_checkpoint or model.clip_checkpoint()
         loaded = load_backbone(model.clip["model"], checkpoint, device, int(model.clip.get("seed", 0)))
         predictor = Predictor(model, loaded, device, batch_size, with_face_only=not predict_faceless)
-        make_detector(model.detector, device=device)  # fail on a missing detector before any clip is read
+        make_detector(model.detector, device, model.search)  # fail on a missing detector before any clip is read
     except (ModelFileError, WeightsError, DetectorError) as error:
         raise click.ClickException(str(error)) from error
     if model.clip["random_weights"]:
@@ -164,7 +164,7 @@ def predict(model_path: str, inputs: tuple[str, ...], out_path: str, fmt: str, f
                    "testing only", err=True)
     items, skipped = collect_inputs(inputs)
     window = (sliding, hop or sliding / 2) if sliding else None
-    found = faces_in_threads(items, lambda: make_detector(model.detector, device=device), model.policy, workers,
+    found = faces_in_threads(items, lambda: make_detector(model.detector, device, model.search), model.policy, workers,
                              float(model.payload["faces"].get("decode_timeout", 120)), window)
     with tqdm(total=len(items), desc="predict", unit="clip", disable=not progress, file=sys.stderr) as bar:
         videos = predictor.run(found, progress=bar.update, keep_crops=figure_dir is not None)

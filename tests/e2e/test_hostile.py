@@ -169,6 +169,8 @@ def test_manifest_problems_name_file_and_line(tmp_path, monkeypatch, manifest, m
     (["faces"], {"faces.detector": "mtcnn"}, "faces.detector must be one of"),
     (["faces"], {"faces.decode_timeout": 0}, "faces.decode_timeout must be > 0"),
     (["faces"], {"faces.crop_size": -3}, "faces.crop_size must be >= 16"),
+    (["faces"], {"faces.opencv.tilt": 120}, "faces.opencv.tilt must be 0..90 degrees"),
+    (["faces"], {"faces.opencv.equalise": "yes"}, "faces.opencv.equalise must be bool"),
     (["embed"], {"embed.views": 0}, "embed.views must be >= 1"),
     (["embed"], {"embed.batch_size": "big"}, "embed.batch_size must be int"),
     (["train", "--fold", "1"], {"train.model.window": 99}, "window (99) must not exceed num_frames"),

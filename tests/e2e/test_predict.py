@@ -23,9 +23,10 @@ from PIL import Image
 
 from pipeline.cli import main
 from tg_dfer.backbone import load_backbone
+from tg_dfer.detectors import HaarSearch
 from tg_dfer.evaluate import predict_fold
 from tg_dfer.inference.inputs import collect_inputs
-from tg_dfer.inference.model_file import MODEL_FORMAT, ModelFileError, load_model_file
+from tg_dfer.inference.model_file import MODEL_FORMAT, ModelFile, ModelFileError, load_model_file
 from tg_dfer.inference.predictor import Predictor
 from tg_dfer.io.features_h5 import read_features
 from tg_dfer.training.checkpoint import load_checkpoint
@@ -63,6 +64,11 @@ def project(tmp_path_factory):
     return folder
 
 
+def test_a_model_file_from_before_the_opencv_passes_keeps_the_plain_detector(tmp_path):
+    model = ModelFile(tmp_path / "old.pt", "0" * 64, {"faces": {"detector": "opencv", "frames_per_clip": 6}})
+    assert model.search == HaarSearch(equalise=False, tilt=0.0, profile=False)
+
+
 def predict_json(project: Path, *args: str) -> tuple[dict, object]:
     result = cli("predict", str(project / "exports/demo.pt"), "--no-progress", "--workers", "2",
                  "--out", str(project / "out.json"), *args)
@@ -79,6 +85,7 @@ def test_export_round_trip_holds_everything_inference_needs(project):
     assert model.class_names == features.class_names
     assert model.clip["sha256"] == features.attrs["checkpoint_sha256"] and not model.clip["random_weights"]
     assert model.detector == "opencv" and model.policy.frames_per_clip == 6 and model.frames_per_clip == 4
+    assert model.search == HaarSearch()  # the opencv passes of training (params faces.opencv)
     member = model.payload["members"][0]
     assert member["prompt_texts"]["class_prompts"] and {"coarse_text", "fixed_text"} <= set(member["state"])
     # Loaded back, the single-fold file predicts the cached features exactly as the evaluate stage does.

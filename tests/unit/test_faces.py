@@ -1,18 +1,8 @@
 import numpy as np
 import pytest
 
-from tg_dfer.faces import (
-    CropPolicy,
-    Detection,
-    DetectorError,
-    choose_track,
-    crop_clip,
-    crop_square,
-    eye_angle,
-    face_alignment_weights,
-    fill_and_smooth,
-    make_detector,
-)
+from tg_dfer.detectors import Detection, DetectorError, face_alignment_weights, make_detector
+from tg_dfer.faces import CropPolicy, choose_track, crop_clip, crop_square, eye_angle, fill_and_smooth
 from tg_dfer.io.images import decode_image, encode_image
 from tg_dfer.video import open_video
 

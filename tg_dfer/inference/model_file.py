@@ -14,6 +14,7 @@ from typing import Any
 
 from tg_dfer import __version__
 from tg_dfer.backbone import Backbone
+from tg_dfer.detectors import HaarSearch
 from tg_dfer.faces import CropPolicy
 from tg_dfer.hashes import WeightsMismatch, check_same_weights, sha256_file
 from tg_dfer.io.payload import load_payload
@@ -31,7 +32,8 @@ def build_model_file(checkpoints: dict[int, dict[str, Any]], which: str, faces: 
                      ) -> dict[str, Any]:
     """The content of a model file: one member per fold checkpoint, with its ``which`` weights.
 
-    ``faces`` holds the crop policy fields plus ``detector`` and ``decode_timeout``;
+    ``faces`` holds the crop policy fields plus ``detector``, ``decode_timeout`` and ``opencv`` (the
+    fields of :class:`~tg_dfer.faces.HaarSearch`);
     ``frames_per_clip`` is F of the features the model was trained on; ``clip`` the ``model``,
     ``sha256``, ``random_weights``, ``source`` and ``seed`` of the CLIP weights. Members must
     agree on classes, CLIP weights and frames per clip. Raises ``ValueError`` naming the conflict.
@@ -95,6 +97,12 @@ class ModelFile:
     @property
     def detector(self) -> str:
         return self.payload["faces"]["detector"]
+
+    @property
+    def search(self) -> HaarSearch:
+        """The opencv detector's passes of training; files from before they existed used none."""
+        stored = self.payload["faces"].get("opencv")
+        return HaarSearch(**stored) if stored else HaarSearch(equalise=False, tilt=0.0, profile=False)
 
     @property
     def frames_per_clip(self) -> int:
