@@ -3,7 +3,8 @@
 Detectors (``make_detector``):
 
 * ``face_alignment``: S3FD boxes and 68 FAN landmarks from the face_alignment package; crops are
-  rotated so that the eyes are level. Its weights must already be in the torch hub cache.
+  rotated so that the eyes are level. Its weights are read from the torch hub cache, fetched
+  there and verified on first use when downloads are allowed (:mod:`tg_dfer.weights`).
 * ``opencv``: OpenCV's Haar frontal-face cascade, shipped inside opencv-python: works offline,
   no landmarks.
 * ``none``: the input already is face crops (e.g. DFEW's ``clip_224x224`` frame folders).
@@ -31,6 +32,7 @@ from tg_dfer.io.faces_h5 import NUM_LANDMARKS, FaceRecord
 from tg_dfer.io.images import IMAGE_FORMATS, encode_image
 from tg_dfer.sampling import MODES, segment_indices
 from tg_dfer.video import Clip, VideoError, open_video
+from tg_dfer.weights import DOWNLOADS, WeightFile, WeightsError, ensure_file, name_sha256_prefix
 
 DETECTORS = ("face_alignment", "opencv", "none")
 
@@ -78,10 +80,13 @@ class DetectorSettings:
     seed: int = 0  # of the random sampling mode
     decode_timeout: float = 120.0  # seconds per ffmpeg call before a clip is recorded as failed
     device: str = "auto"  # for face_alignment
+    download: str = "auto"  # auto | never: fetch face_alignment's weights when they are missing
 
     def __post_init__(self) -> None:
         if self.detector not in DETECTORS:
             raise ValueError(f"detector must be one of {', '.join(DETECTORS)}, got {self.detector!r}")
+        if self.download not in DOWNLOADS:
+            raise ValueError(f"download must be one of {', '.join(DOWNLOADS)}, got {self.download!r}")
         if not self.decode_timeout > 0:
             raise ValueError(f"decode_timeout must be > 0, got {self.decode_timeout!r}")
 
@@ -122,17 +127,18 @@ class OpenCVDetector:
         return found
 
 
-def face_alignment_weights() -> dict[str, Path]:
-    """The weight files face_alignment loads from the torch hub cache, by model."""
+def face_alignment_weights() -> dict[str, WeightFile]:
+    """The weight files face_alignment loads from the torch hub cache, by model, at the addresses
+    face_alignment downloads them from."""
     import torch.hub
     from face_alignment.api import models_urls
     from face_alignment.detection.sfd.sfd_detector import models_urls as detector_urls
 
     folder = Path(torch.hub.get_dir()) / "checkpoints"
-    return {
-        "s3fd": folder / os.path.basename(detector_urls["s3fd"]),
-        "2DFAN-4": folder / os.path.basename(models_urls["2DFAN-4"]),
-    }
+    urls = {"s3fd": detector_urls["s3fd"], "2DFAN-4": models_urls["2DFAN-4"]}
+    return {model: WeightFile(f"face_alignment {model} weights", folder / os.path.basename(url), url,
+                              name_sha256_prefix(url), "published by the face_alignment project")
+            for model, url in urls.items()}
 
 
 class FaceAlignmentDetector:
@@ -140,17 +146,19 @@ class FaceAlignmentDetector:
 
     name = "face_alignment"
 
-    def __init__(self, device: str = "cpu", threshold: float = 0.5):
+    def __init__(self, device: str = "cpu", threshold: float = 0.5, download: str = "never"):
         import face_alignment
         import torch
 
-        missing = [f"{model}: {path}" for model, path in face_alignment_weights().items() if not path.is_file()]
-        if missing:
-            raise DetectorError(
-                "face_alignment weights not found (this pipeline never downloads): " + "; ".join(missing)
-                + ". Copy the files published by the face_alignment project there (set TORCH_HOME to use "
-                "another cache folder), or use the offline opencv detector."
-            )
+        problems = []
+        for file in face_alignment_weights().values():
+            try:
+                ensure_file(file, download)
+            except WeightsError as error:
+                problems.append(str(error))
+        if problems:
+            raise DetectorError(" ".join(problems) + " (TORCH_HOME sets another cache folder; the opencv detector "
+                                "needs no weights)")
         self.torch = torch
         self.device = device
         self.model = face_alignment.FaceAlignment(
@@ -182,11 +190,12 @@ class WholeFrameDetector:
         return [[Detection(np.array([0.0, 0.0, width, height]), 1.0)] for _ in frames]
 
 
-def make_detector(name: str, device: str = "cpu", **options):
+def make_detector(name: str, device: str = "cpu", download: str = "never", **options):
+    """The detector ``name``; ``download`` (auto | never) says whether missing weights are fetched."""
     if name == "opencv":
         return OpenCVDetector(**options)
     if name == "face_alignment":
-        return FaceAlignmentDetector(device=device, **options)
+        return FaceAlignmentDetector(device=device, download=download, **options)
     if name == "none":
         return WholeFrameDetector()
     raise DetectorError(f"unknown face detector {name!r}; choose one of {', '.join(DETECTORS)}")
