@@ -79,6 +79,11 @@ def dataset_paths(params: dict[str, Any]) -> DatasetPaths:
     return DatasetPaths(require(dataset, "name", str, "dataset"), Path(require(dataset, "root", str, "dataset")))
 
 
+def zero_shot_export(prompt_set: str) -> Path:
+    """exports/zero-shot-<prompt set>.pt: the default file of `tg-dfer export --zero-shot`."""
+    return Path("exports") / f"zero-shot-{Path(prompt_set).stem}.pt"
+
+
 def train_log(name: str, fold: int) -> Path:
     """logs/<dataset>/train_fold<k>.json: how long a fold trained. Outside models/ (a DVC output) and
     git, so that a run's wall-clock times change no tracked file."""
