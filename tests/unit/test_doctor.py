@@ -98,3 +98,17 @@ def test_doctor_without_a_params_file_assumes_the_defaults(machine):
     result = doctor()
     assert "params.yaml: parameter file not found" in result.stdout and "the library's defaults are assumed" in result.stdout
     assert "stages:" in result.stdout
+
+
+def test_doctor_names_the_gpus_where_cuda_is(machine, monkeypatch):
+    """The CUDA branch, on this CPU machine through torch.cuda's answers (the numbers of an H200)."""
+    class Properties:
+        name, total_memory = "NVIDIA H200", 150_000_000_000
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: Properties())
+    write_params(machine)
+    cuda = json.loads(doctor("--json").stdout)["cuda"]
+    assert cuda["available"] and cuda["devices"] == [{"name": "NVIDIA H200", "memory_gb": 150.0}] * 2
+    assert "NVIDIA H200 (150.0 GB), NVIDIA H200 (150.0 GB)" in doctor().stdout
