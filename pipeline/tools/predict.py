@@ -17,6 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.config import DEFAULT_PARAMS, DOWNLOADS, clip_settings, load_params
+from pipeline.tools.export import zero_shot_payload
 from tg_dfer import __version__
 from tg_dfer.backbone import Backbone, WeightsError, load_backbone
 from tg_dfer.devices import pick_device
@@ -110,8 +111,6 @@ def _csv_text(records: list[dict], class_names: list[str], skipped: list[Skipped
 def zero_shot_model(params_path: str, clip_checkpoint: str | None, device: str, download: str
                     ) -> tuple[ModelFile, Backbone]:
     """The zero-shot model of the params file (built in memory, as `export --zero-shot` writes it) and its CLIP."""
-    from pipeline.tools.export import zero_shot_payload
-
     params = load_params(params_path)
     settings = clip_settings(params)
     loaded = load_backbone(settings["name"], clip_checkpoint or settings["checkpoint"], device, settings["seed"],
