@@ -31,6 +31,7 @@ COMMANDS = {
     "export": "Bundle trained folds into one model file -> exports/<dataset>.pt.",
     "predict": "Run a model file on new videos -> probabilities, frame influence, figures.",
     "bench": "Speed of embedding, training and decoding against their baselines (a tool, not a stage).",
+    "doctor": "What this machine has and lacks for each stage: packages, ffmpeg, GPU, weights, disk.",
 }
 
 
@@ -64,5 +65,5 @@ def main() -> None:
     `tg-dfer COMMAND --help` says which files it reads and writes and which params it takes.
     Tools around the pipeline: ablate, report and check-metrics (ablation queues, their report,
     the reproduction check); export (trained folds -> one model file) and predict (a model file
-    on your own videos).
+    on your own videos); doctor (what this machine has and lacks for each stage).
     """

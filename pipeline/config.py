@@ -26,6 +26,8 @@ RANDOM_WEIGHTS_ENV = "TG_DFER_ALLOW_RANDOM_WEIGHTS"
 NUMBER = (int, float)
 # Field annotations (strings, under `from __future__ import annotations`) -> the YAML types they take.
 TYPES: dict[str, Any] = {"int": int, "float": NUMBER, "bool": bool, "str": str, "list[int]": list}
+# tg_dfer.weights.DOWNLOADS, spelt out because this module imports no library module (a test checks they agree).
+DOWNLOADS = ("auto", "never")
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
@@ -130,6 +132,7 @@ def clip_settings(params: dict[str, Any]) -> dict[str, Any]:
         "checkpoint": values.get("checkpoint") or None,
         "seed": require(values, "seed", int, "clip"),
         "device": require(values, "device", str, "clip"),
+        "download": require(values, "download", str, "clip", choices=DOWNLOADS),
     }
     adapter = section(params, "dataset").get("adapter")
     if settings["checkpoint"] == "random" and adapter != "demo" and os.environ.get(RANDOM_WEIGHTS_ENV) != "1":

@@ -78,7 +78,8 @@ def load_text_encoder(params: dict[str, Any], inputs: Inputs, device: str) -> tu
     """The frozen CLIP text tower of the ``clip`` section, refusing weights other than the features'."""
     settings = clip_settings(params)
     try:
-        loaded = load_backbone(settings["name"], settings["checkpoint"], device, settings["seed"])
+        loaded = load_backbone(settings["name"], settings["checkpoint"], device, settings["seed"],
+                               download=settings["download"])
         check_same_weights(str(inputs.features.attrs.get("checkpoint_sha256")), loaded.sha256,
                            str(inputs.features_path), f"the clip section's weights ({loaded.source})",
                            "point clip.* at the weights the features were made with, or re-run embed and text. "

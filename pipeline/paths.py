@@ -79,6 +79,17 @@ def dataset_paths(params: dict[str, Any]) -> DatasetPaths:
     return DatasetPaths(require(dataset, "name", str, "dataset"), Path(require(dataset, "root", str, "dataset")))
 
 
+def zero_shot_export(prompt_set: str) -> Path:
+    """exports/zero-shot-<prompt set>.pt: the default file of `tg-dfer export --zero-shot`."""
+    return Path("exports") / f"zero-shot-{Path(prompt_set).stem}.pt"
+
+
+def train_log(name: str, fold: int) -> Path:
+    """logs/<dataset>/train_fold<k>.json: how long a fold trained. Outside models/ (a DVC output) and
+    git, so that a run's wall-clock times change no tracked file."""
+    return Path("logs") / name / f"train_fold{fold}.json"
+
+
 def text_path(prompt_set: str) -> Path:
     """data/text/<prompt set>.h5; a prompt set given as a path is named by its file's stem."""
     return Path("data") / "text" / f"{Path(prompt_set).stem}.h5"

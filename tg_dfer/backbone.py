@@ -6,10 +6,12 @@ Weights come from, in this order of precedence:
   tests; every file made from it records ``random_weights = True``.
 * ``checkpoint=<path>``: a local file, either an official TorchScript archive as OpenAI publishes
   them or a plain ``state_dict`` (loaded with ``weights_only=True``, so no pickled code runs).
-* nothing: the clip package's own cache file (``~/.cache/clip/ViT-B-32.pt`` for ViT-B/32).
+* nothing: the clip package's own cache file (``~/.cache/clip/ViT-B-32.pt`` for ViT-B/32),
+  fetched there from OpenAI's address on first use when downloads are allowed, its SHA-256 checked
+  (:mod:`tg_dfer.weights`).
 
-Nothing here downloads; a missing file is a :class:`WeightsError` that names the file to provide.
-The identity of the weights is their SHA-256, recorded in every downstream file.
+A missing file is a :class:`WeightsError` that names the file to provide. The identity of the
+weights is their SHA-256, recorded in every downstream file.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from tg_dfer.hashes import sha256_file
+from tg_dfer.weights import WeightFile, WeightsError, ensure_file, url_sha256
 
 with warnings.catch_warnings():
     # openai-clip imports pkg_resources only for a version check; its deprecation warning is noise.
@@ -48,10 +51,6 @@ ARCHITECTURES = {
                      context_length=77, vocab_size=49408, transformer_width=768, transformer_heads=12,
                      transformer_layers=12),
 }
-
-
-class WeightsError(Exception):
-    """Weights that are missing, unreadable or not the ones a file was made with."""
 
 
 @dataclass
@@ -84,6 +83,15 @@ def default_checkpoint(name: str) -> Path:
         raise WeightsError(f"unknown CLIP model {name!r}; known: {', '.join(clip.available_models())}")
     url = clip.clip._MODELS[name]
     return Path(os.path.expanduser("~/.cache/clip")) / os.path.basename(url)
+
+
+def clip_weight_file(name: str, url: str | None = None) -> WeightFile:
+    """The weights of ``name`` in the clip package's cache, as OpenAI publishes them; ``url`` stands in
+    for OpenAI's address (a mirror, a test server) and must carry the SHA-256 the same way."""
+    path = default_checkpoint(name)
+    url = url or clip.clip._MODELS[name]
+    return WeightFile(f"CLIP weights for {name}", path, url, url_sha256(url),
+                      f"the file clip.load('{name}') downloads")
 
 
 def state_dict_sha256(state_dict: dict[str, torch.Tensor]) -> str:
@@ -138,11 +146,13 @@ def model_dtype(precision: str, device: str) -> torch.dtype:
 
 
 def load_backbone(name: str = "ViT-B/32", checkpoint: str | os.PathLike | None = None, device: str = "cpu",
-              seed: int = 0, precision: str = "auto") -> Backbone:
-    """Load frozen CLIP weights offline; see the module docstring for where they come from.
+              seed: int = 0, precision: str = "auto", download: str = "never", url: str | None = None) -> Backbone:
+    """Load frozen CLIP weights; see the module docstring for where they come from.
 
     ``precision`` (auto | fp32 | fp16 | bf16) is the dtype the weights are cast to; CLIP's own
-    LayerNorm still computes in fp32 and encoders return fp32 embeddings.
+    LayerNorm still computes in fp32 and encoders return fp32 embeddings. ``download`` (auto |
+    never) and ``url`` (:func:`clip_weight_file`) apply to the cache file only: a checkpoint path
+    given is never replaced by a download.
     """
     dtype = model_dtype(precision, device)
     if checkpoint == "random":
@@ -150,13 +160,10 @@ def load_backbone(name: str = "ViT-B/32", checkpoint: str | os.PathLike | None =
         sha = state_dict_sha256(model.state_dict())
         loaded = Backbone(model, name, sha, random_weights=True, source=f"random(seed={seed})")
     else:
-        path = Path(checkpoint) if checkpoint else default_checkpoint(name)
+        path = Path(checkpoint) if checkpoint else ensure_file(clip_weight_file(name, url), download)
         if not path.is_file():
-            raise WeightsError(
-                f"CLIP weights for {name} not found at {path}. This pipeline never downloads. Copy OpenAI's "
-                f"{os.path.basename(str(default_checkpoint(name)))} (the file clip.load('{name}') downloads) to "
-                f"{default_checkpoint(name)}, or give the path of the file you have as the checkpoint."
-            )
+            raise WeightsError(f"CLIP weights for {name} not found at {path}: give the path of the weights file "
+                               "you have as the checkpoint, or none for the clip package's cache file")
         state_dict = _read_state_dict(path)
         try:
             model = build_model(dict(state_dict)).float().eval()

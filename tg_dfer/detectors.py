@@ -1,7 +1,8 @@
 """Face detectors, each finding faces on a clip's sampled frames (``make_detector``):
 
 * ``face_alignment``: S3FD boxes and 68 FAN landmarks from the face_alignment package; crops are
-  rotated so that the eyes are level. Its weights must already be in the torch hub cache.
+  rotated so that the eyes are level. Its weights are read from the torch hub cache, fetched
+  there and verified on first use when downloads are allowed (:mod:`tg_dfer.weights`).
 * ``opencv``: OpenCV's Haar frontal-face cascade, shipped inside opencv-python: works offline,
   no landmarks. Frames it misses get the passes of :class:`HaarSearch` (contrast-equalised,
   smaller faces, tilted heads, optionally profiles), so clean footage costs one pass a frame.
@@ -16,6 +17,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from tg_dfer.weights import DOWNLOADS, WeightFile, WeightsError, ensure_file, name_sha256_prefix
 
 DETECTORS = ("face_alignment", "opencv", "none")
 
@@ -57,11 +60,14 @@ class DetectorSettings:
     seed: int = 0  # of the random sampling mode
     decode_timeout: float = 120.0  # seconds per ffmpeg call before a clip is recorded as failed
     device: str = "auto"  # for face_alignment
+    download: str = "auto"  # auto | never: fetch face_alignment's weights when they are missing
     opencv: HaarSearch = field(default_factory=HaarSearch)  # the opencv detector's passes on missed frames
 
     def __post_init__(self) -> None:
         if self.detector not in DETECTORS:
             raise ValueError(f"detector must be one of {', '.join(DETECTORS)}, got {self.detector!r}")
+        if self.download not in DOWNLOADS:
+            raise ValueError(f"download must be one of {', '.join(DOWNLOADS)}, got {self.download!r}")
         if not self.decode_timeout > 0:
             raise ValueError(f"decode_timeout must be > 0, got {self.decode_timeout!r}")
 
@@ -161,17 +167,18 @@ class OpenCVDetector:
                 for (x, y, w, h), weight in zip(boxes, np.ravel(weights))]
 
 
-def face_alignment_weights() -> dict[str, Path]:
-    """The weight files face_alignment loads from the torch hub cache, by model."""
+def face_alignment_weights() -> dict[str, WeightFile]:
+    """The weight files face_alignment loads from the torch hub cache, by model, at the addresses
+    face_alignment downloads them from."""
     import torch.hub
     from face_alignment.api import models_urls
     from face_alignment.detection.sfd.sfd_detector import models_urls as detector_urls
 
     folder = Path(torch.hub.get_dir()) / "checkpoints"
-    return {
-        "s3fd": folder / os.path.basename(detector_urls["s3fd"]),
-        "2DFAN-4": folder / os.path.basename(models_urls["2DFAN-4"]),
-    }
+    urls = {"s3fd": detector_urls["s3fd"], "2DFAN-4": models_urls["2DFAN-4"]}
+    return {model: WeightFile(f"face_alignment {model} weights", folder / os.path.basename(url), url,
+                              name_sha256_prefix(url), "published by the face_alignment project")
+            for model, url in urls.items()}
 
 
 class FaceAlignmentDetector:
@@ -179,17 +186,19 @@ class FaceAlignmentDetector:
 
     name = "face_alignment"
 
-    def __init__(self, device: str = "cpu", threshold: float = 0.5):
+    def __init__(self, device: str = "cpu", threshold: float = 0.5, download: str = "never"):
         import face_alignment
         import torch
 
-        missing = [f"{model}: {path}" for model, path in face_alignment_weights().items() if not path.is_file()]
-        if missing:
-            raise DetectorError(
-                "face_alignment weights not found (this pipeline never downloads): " + "; ".join(missing)
-                + ". Copy the files published by the face_alignment project there (set TORCH_HOME to use "
-                "another cache folder), or use the offline opencv detector."
-            )
+        problems = []
+        for file in face_alignment_weights().values():
+            try:
+                ensure_file(file, download)
+            except WeightsError as error:
+                problems.append(str(error))
+        if problems:
+            raise DetectorError(" ".join(problems) + " (TORCH_HOME sets another cache folder; the opencv detector "
+                                "needs no weights)")
         self.torch = torch
         self.device = device
         self.model = face_alignment.FaceAlignment(
@@ -221,12 +230,14 @@ class WholeFrameDetector:
         return [[Detection(np.array([0.0, 0.0, width, height]), 1.0)] for _ in frames]
 
 
-def make_detector(name: str, device: str = "cpu", search: HaarSearch = HaarSearch(), **options):
-    """The detector ``name``; ``search`` is what ``opencv`` tries on frames its first pass misses."""
+def make_detector(name: str, device: str = "cpu", search: HaarSearch = HaarSearch(), download: str = "never",
+                  **options):
+    """The detector ``name``; ``search`` is what ``opencv`` tries on frames its first pass misses,
+    ``download`` (auto | never) whether face_alignment's missing weights are fetched."""
     if name == "opencv":
         return OpenCVDetector(search, **options)
     if name == "face_alignment":
-        return FaceAlignmentDetector(device=device, **options)
+        return FaceAlignmentDetector(device=device, download=download, **options)
     if name == "none":
         return WholeFrameDetector()
     raise DetectorError(f"unknown face detector {name!r}; choose one of {', '.join(DETECTORS)}")

@@ -42,7 +42,7 @@ RANDOM_WEIGHTS_WARNING = ("features (and texts) came from RANDOM CLIP weights: t
 TEST_PICKED_NOTE = ("epoch of best TEST-fold WAR (first of equals), as DFER-CLIP selects: optimistic, for "
                     "comparison with published results only, never a model-selection result")
 CURVE_COLUMNS = ("epoch", "train_loss", "train_war", "val_loss", "val_uar", "val_war", "test_loss", "test_uar",
-                 "test_war", "lr", "prompt_lr", "seconds")
+                 "test_war", "lr", "prompt_lr")
 
 
 # --------------------------------------------------------------------------------- predictions.h5

@@ -48,7 +48,8 @@ def embed(params_path: str, shard: Shard | None, merge_count: int | None) -> Non
     threads decoding crops, 0 = one per core), embed.decoder (auto | opencv | torchvision:
     batched nvJPEG on CUDA), embed.compile (torch.compile the image tower);
     clip.model, clip.checkpoint (path, empty for the clip package's cache file, or random: demo
-    only), clip.seed, clip.device (auto | cpu | cuda).
+    only), clip.seed, clip.device (auto | cpu | cuda), clip.download (auto: fetch a missing cache
+    file from OpenAI, SHA-256 checked | never).
     """
     if shard and merge_count:
         raise click.UsageError("--shard and --merge do not go together: run the shards, then merge")
@@ -83,7 +84,7 @@ def embed(params_path: str, shard: Shard | None, merge_count: int | None) -> Non
             shard = shard or shard_from_env() or WHOLE
             try:
                 loaded = load_backbone(settings["name"], settings["checkpoint"], rank_device(settings["device"]),
-                                       settings["seed"], config.precision)
+                                       settings["seed"], config.precision, settings["download"])
             except (WeightsError, DeviceError) as error:
                 raise click.ClickException(str(error)) from error
             attrs = {**loaded.attrs(), "class_names": manifest.class_names, "views": views, "frames_per_clip": frames,

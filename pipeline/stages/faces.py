@@ -78,8 +78,9 @@ def faces(params_path: str, shard: Shard | None, merge_count: int | None, worker
 
     Params (section faces): detector (face_alignment | opencv | none), frames_per_clip, sampling
     (centre | random), seed, crop_size, margin, smooth, max_side, image_format (jpeg | png),
-    jpeg_quality, decode_timeout (seconds per ffmpeg call), device (auto | cpu | cuda),
-    opencv (equalise, tilt, profile).
+    jpeg_quality, decode_timeout (seconds per ffmpeg call), device (auto | cpu | cuda), download
+    (auto: fetch face_alignment's missing weights, hash-checked | never), opencv (equalise, tilt,
+    profile).
     """
     if shard and merge_count:
         raise click.UsageError("--shard and --merge do not go together: run the shards, then merge")
@@ -102,11 +103,12 @@ def faces(params_path: str, shard: Shard | None, merge_count: int | None, worker
         shard = shard or shard_from_env() or WHOLE
         try:
             device = pick_device(settings.device)
-            first = make_detector(settings.detector, device, settings.opencv)  # a missing model fails before any work
+            # A missing model is fetched (or fails) before any work.
+            first = make_detector(settings.detector, device, settings.opencv, settings.download)
         except (DetectorError, DeviceError) as error:
             raise click.ClickException(str(error)) from error
-        detector = (per_thread(lambda: make_detector(settings.detector, device, settings.opencv)) if workers > 1
-                    else lambda: first)
+        detector = (per_thread(lambda: make_detector(settings.detector, device, settings.opencv, settings.download))
+                    if workers > 1 else lambda: first)
         target = run_faces(paths, manifest, shard, detector, policy, settings, attrs, workers)
     report = face_report(target, manifest)
     if target == paths.faces:

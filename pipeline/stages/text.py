@@ -23,14 +23,15 @@ def text(params_path: str) -> None:
     expression of {}.") and one descriptor per class. Learnable context prompts cannot be cached:
     training runs the frozen text encoder on them.
 
-    Params: text.prompt_set; clip.model, clip.checkpoint, clip.seed, clip.device.
+    Params: text.prompt_set; clip.model, clip.checkpoint, clip.seed, clip.device, clip.download.
     """
     params = load_params(params_path)
     prompt_set = require(section(params, "text", params_path), "prompt_set", str, "text")
     settings = clip_settings(params)
     try:
         prompts = load_prompt_set(prompt_set)
-        loaded = load_backbone(settings["name"], settings["checkpoint"], pick_device(settings["device"]), settings["seed"])
+        loaded = load_backbone(settings["name"], settings["checkpoint"], pick_device(settings["device"]), settings["seed"],
+                               download=settings["download"])
     except (PromptSetError, WeightsError, DeviceError) as error:
         raise click.ClickException(str(error)) from error
     out = text_path(prompt_set)

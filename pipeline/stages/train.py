@@ -19,7 +19,7 @@ from pipeline.config import (
     train_folds,
 )
 from pipeline.loading import load_inputs, load_text_encoder
-from pipeline.paths import dataset_paths
+from pipeline.paths import dataset_paths, train_log
 from tg_dfer.devices import DeviceError, pick_device
 from tg_dfer.io.atomic import write_text_atomic
 from tg_dfer.memory import release_freed_memory
@@ -74,6 +74,8 @@ def train(fold: int, params_path: str, progress: bool) -> None:
                                                 config, class names, prompt texts, CLIP hash
              models/<dataset>/fold<K>/history.json  per-epoch loss, validation (and test) UAR/WAR
              models/<dataset>/fold<K>/split.json    clip ids of the train / val / test parts
+             logs/<dataset>/train_fold<K>.json      seconds per epoch (outside models/ and git: the
+                                                   tracked outputs of a run repeat exactly)
 
     \b
     Params:  train.folds (the folds DVC trains), train.device (auto | cpu | cuda),
@@ -116,6 +118,12 @@ def train(fold: int, params_path: str, progress: bool) -> None:
                     extra={"dataset": inputs.name, "features": str(inputs.features_path), "text": str(inputs.text_path)})
     write_text_atomic(out / "history.json", json.dumps(result.history, indent=1) + "\n")
     write_text_atomic(out / "split.json", json.dumps(result.split.as_dict(features.clip_id), indent=1) + "\n")
+    seconds = sum(result.epoch_seconds)
+    log = train_log(inputs.name, fold)
+    write_text_atomic(log, json.dumps({"fold": fold, "device": device, "seconds": round(seconds, 3),
+                                       "epoch_seconds": [round(value, 3) for value in result.epoch_seconds]},
+                                      indent=1) + "\n")
     best = result.history[result.best_epoch - 1]
     click.echo(f"train: fold {fold}: best epoch {result.best_epoch} of {settings.optim.epochs} "
-               f"(val UAR {best.get('val_uar', float('nan')):.1f} WAR {best.get('val_war', float('nan')):.1f}) -> {out}")
+               f"(val UAR {best.get('val_uar', float('nan')):.1f} WAR {best.get('val_war', float('nan')):.1f}) -> {out}; "
+               f"{seconds:.1f} s ({seconds / max(len(result.epoch_seconds), 1):.1f} s per epoch, {log})")

@@ -1,4 +1,5 @@
-"""``tg-dfer predict``: an exported model on new videos -> probabilities, frame influence, figures."""
+"""``tg-dfer predict``: an exported model (or, ``--zero-shot``, the text prompts alone) on new videos ->
+probabilities, frame influence, figures."""
 
 from __future__ import annotations
 
@@ -15,16 +16,19 @@ import click
 import numpy as np
 from tqdm import tqdm
 
+from pipeline.config import DEFAULT_PARAMS, DOWNLOADS, clip_settings, load_params
+from pipeline.tools.export import zero_shot_payload
 from tg_dfer import __version__
-from tg_dfer.backbone import WeightsError, load_backbone
+from tg_dfer.backbone import Backbone, WeightsError, load_backbone
 from tg_dfer.detectors import DetectorError, make_detector
 from tg_dfer.devices import pick_device
 from tg_dfer.inference.inputs import SkippedFile, collect_inputs
-from tg_dfer.inference.model_file import ModelFileError, load_model_file
+from tg_dfer.inference.model_file import ModelFile, ModelFileError, load_model_file, model_in_memory
 from tg_dfer.inference.predictor import Predictor, faces_in_threads
 from tg_dfer.inference.records import VideoPrediction, decoded_crops, video_record
 
-PREDICT_SCHEMA = "tg-dfer/predict/2"
+PREDICT_SCHEMA = "tg-dfer/predict/3"
+ZERO_SHOT_NOTE = "ZERO-SHOT: CLIP scores of the text prompts, no trained model"
 
 
 def _slug(name: str, taken: set[str]) -> str:
@@ -45,10 +49,16 @@ def _frame_labels(video: VideoPrediction) -> list[str]:
     return [label if score > 0 else f"{label}, no face" for label, score in zip(when, unit.face_score)]
 
 
-def _title(video: VideoPrediction, class_names: list[str], random_weights: bool) -> str:
+def _notes(model: ModelFile) -> str:
+    """What a figure title says about the model beyond the prediction."""
+    notes = [f"zero-shot, prompt set {model.zero_shot['prompt_set']}"] if model.zero_shot else []
+    notes += ["random CLIP weights: illustration only"] if model.clip["random_weights"] else []
+    return "".join(f"  [{note}]" for note in notes)
+
+
+def _title(video: VideoPrediction, model: ModelFile) -> str:
     unit = video.clip
-    note = "  [random CLIP weights: illustration only]" if random_weights else ""
-    return f"{Path(video.name).name}: {class_names[unit.pred]} (p = {unit.probs[unit.pred]:.2f}){note}"
+    return f"{Path(video.name).name}: {model.class_names[unit.pred]} (p = {unit.probs[unit.pred]:.2f}){_notes(model)}"
 
 
 def _write_timeline(video: VideoPrediction, class_names: list[str], folder: Path, slug: str, title: str) -> dict:
@@ -75,12 +85,13 @@ def _write_timeline(video: VideoPrediction, class_names: list[str], folder: Path
     return {"csv": str(table), "png": str(plot)}
 
 
-def _csv_text(records: list[dict], class_names: list[str], skipped: list[SkippedFile]) -> str:
-    """One row per input, then one per skipped file (status ``skipped``, the reason, nothing else)."""
+def _csv_text(records: list[dict], class_names: list[str], skipped: list[SkippedFile], kind: str) -> str:
+    """One row per input, then one per skipped file (status ``skipped``, the reason, nothing else);
+    ``kind`` (trained | zero-shot) fills the last column, ``model``, of every input's row."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["input", "status", "reason", "prediction", *(f"p_{name}" for name in class_names),
-                     "frame_index", "time_s", "influence", "face_score", "figure"])
+                     "frame_index", "time_s", "influence", "face_score", "figure", "model"])
     for record in records:
         probs = record["probabilities"] or {}
         frames = record["frames"]
@@ -91,15 +102,32 @@ def _csv_text(records: list[dict], class_names: list[str], skipped: list[Skipped
         writer.writerow([record["input"], record["status"], record["reason"], record["prediction"] or "",
                          *(f"{probs[name]:.6f}" if name in probs else "" for name in class_names),
                          column("frame_index"), column("time_s"), column("influence"), column("face_score"),
-                         record.get("figure") or ""])
+                         record.get("figure") or "", kind])
     for file in skipped:
-        writer.writerow([file.path, "skipped", file.reason, *[""] * (len(class_names) + 6)])
+        writer.writerow([file.path, "skipped", file.reason, *[""] * (len(class_names) + 7)])
     return out.getvalue()
 
 
+def zero_shot_model(params_path: str, clip_checkpoint: str | None, device: str, download: str
+                    ) -> tuple[ModelFile, Backbone]:
+    """The zero-shot model of the params file (built in memory, as `export --zero-shot` writes it) and its CLIP."""
+    params = load_params(params_path)
+    settings = clip_settings(params)
+    loaded = load_backbone(settings["name"], clip_checkpoint or settings["checkpoint"], device, settings["seed"],
+                           download=download)
+    payload = zero_shot_payload(params, params_path, loaded, settings["seed"])
+    name = f"zero-shot model of prompt set {payload['zero_shot']['prompt_set']} ({params_path}, built in memory)"
+    return model_in_memory(payload, name), loaded
+
+
 @click.command("predict")
-@click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
-@click.argument("inputs", metavar="INPUTS...", nargs=-1, required=True)
+@click.argument("paths", metavar="MODEL INPUTS...", nargs=-1, required=True)
+@click.option("--zero-shot", is_flag=True,
+              help="No model file (every path is an input): CLIP's zero-shot scores of the text prompts of "
+                   "text.prompt_set through the untrained model, with the faces, embed, clip and train.model "
+                   "settings of --params; marked zero-shot in every output.")
+@click.option("--params", "params_path", default=DEFAULT_PARAMS, show_default=True,
+              help="Parameter file of --zero-shot.")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, allow_dash=True), default="-", show_default=True,
               help="Output file; - writes to standard output.")
 @click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True,
@@ -118,8 +146,11 @@ def _csv_text(records: list[dict], class_names: list[str], skipped: list[Skipped
 @click.option("--strict", is_flag=True, help="Exit with status 1 when any input got no prediction.")
 @click.option("--clip-checkpoint", default=None,
               help="CLIP weights (path, or 'random' for a model trained on random weights) [default: the file "
-                   "recorded at export if it exists, else the clip package's cache file]. Their SHA-256 must "
-                   "match the model's.")
+                   "recorded at export if it exists, else the clip package's cache file; with --zero-shot "
+                   "clip.checkpoint]. Their SHA-256 must match the model's.")
+@click.option("--download", type=click.Choice(DOWNLOADS), default="auto", show_default=True,
+              help="auto: fetch a missing CLIP cache file or face_alignment weights from their official "
+                   "addresses, hash-checked; never: only files already in place.")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda (CLIP, face detector, model).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
               help="Face crops per CLIP forward pass and clips per model pass, across videos.")
@@ -127,10 +158,18 @@ def _csv_text(records: list[dict], class_names: list[str], skipped: list[Skipped
               show_default="min(4, CPU cores)",
               help="Threads decoding videos and detecting faces while CLIP embeds.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on standard error.")
-def predict(model_path: str, inputs: tuple[str, ...], out_path: str, fmt: str, figure_dir: str | None,
-            sliding: float | None, hop: float | None, sliding_dir: str | None, predict_faceless: bool, strict: bool,
-            clip_checkpoint: str | None, device: str, batch_size: int, workers: int, progress: bool) -> None:
+def predict(paths: tuple[str, ...], zero_shot: bool, params_path: str, out_path: str, fmt: str,
+            figure_dir: str | None, sliding: float | None, hop: float | None, sliding_dir: str | None,
+            predict_faceless: bool, strict: bool, clip_checkpoint: str | None, download: str, device: str,
+            batch_size: int, workers: int, progress: bool) -> None:
     """Predict the emotion of new videos with a model file from `tg-dfer export`.
+
+    \b
+    MODEL is the model file; with --zero-shot there is none and every path is an input: the
+    prompts of text.prompt_set alone, through the same faces -> CLIP -> model path (the model is
+    TG-DFER as initialised, whose frame scores are CLIP's zero-shot scores; `tg-dfer export
+    --zero-shot` writes the same model to a file). Zero-shot predictions say so in the JSON
+    (`model.zero_shot`), the CSV (`model` column) and the figure titles.
 
     \b
     INPUTS are video files, folders of frame images (one clip), folders of clips (searched
@@ -150,27 +189,35 @@ def predict(model_path: str, inputs: tuple[str, ...], out_path: str, fmt: str, f
     """
     if hop is not None and sliding is None:
         raise click.ClickException("--hop needs --sliding")
+    model_path, inputs = (None, paths) if zero_shot else (paths[0], paths[1:])
+    if not inputs:
+        raise click.UsageError("no INPUTS: give the model file, then the videos (or --zero-shot and the videos)")
     try:
-        model = load_model_file(model_path)
         device = pick_device(device)
-        checkpoint = clip_checkpoint or model.clip_checkpoint()
-        loaded = load_backbone(model.clip["model"], checkpoint, device, int(model.clip.get("seed", 0)))
+        if zero_shot:
+            model, loaded = zero_shot_model(params_path, clip_checkpoint, device, download)
+        else:
+            model = load_model_file(model_path)
+            checkpoint = clip_checkpoint or model.clip_checkpoint()
+            loaded = load_backbone(model.clip["model"], checkpoint, device, int(model.clip.get("seed", 0)),
+                                   download=download)
         predictor = Predictor(model, loaded, device, batch_size, with_face_only=not predict_faceless)
-        make_detector(model.detector, device, model.search)  # fail on a missing detector before any clip is read
+        # A missing detector model is fetched (or fails) before any clip is read.
+        make_detector(model.detector, device, model.search, download)
     except (ModelFileError, WeightsError, DetectorError) as error:
         raise click.ClickException(str(error)) from error
+    if model.zero_shot:
+        click.echo(f"predict: {ZERO_SHOT_NOTE} (prompt set {model.zero_shot['prompt_set']})", err=True)
     if model.clip["random_weights"]:
-        click.echo("predict: the model was trained on features of RANDOM CLIP weights: predictions are for "
-                   "testing only", err=True)
+        click.echo("predict: the model was made with RANDOM CLIP weights: predictions are for testing only", err=True)
     items, skipped = collect_inputs(inputs)
     window = (sliding, hop or sliding / 2) if sliding else None
-    found = faces_in_threads(items, lambda: make_detector(model.detector, device, model.search), model.policy, workers,
-                             float(model.payload["faces"].get("decode_timeout", 120)), window)
+    found = faces_in_threads(items, lambda: make_detector(model.detector, device, model.search, download),
+                             model.policy, workers, float(model.payload["faces"].get("decode_timeout", 120)), window)
     with tqdm(total=len(items), desc="predict", unit="clip", disable=not progress, file=sys.stderr) as bar:
         videos = predictor.run(found, progress=bar.update, keep_crops=figure_dir is not None)
 
     names = model.class_names
-    random_weights = bool(model.clip["random_weights"])
     taken: set[str] = set()
     records = []
     timeline_dir = Path(sliding_dir or figure_dir or (Path(out_path).parent if out_path != "-" else "."))
@@ -182,11 +229,11 @@ def predict(model_path: str, inputs: tuple[str, ...], out_path: str, fmt: str, f
             from tg_dfer.explain import influence_strip
 
             record["figure"] = str(influence_strip(decoded_crops(video.clip), video.clip.influence,
-                                                   _frame_labels(video), _title(video, names, random_weights),
+                                                   _frame_labels(video), _title(video, model),
                                                    Path(figure_dir) / f"{slug}.png"))
         if sliding is not None:
             record["timeline"] = (_write_timeline(video, names, timeline_dir, slug,
-                                                  f"{Path(video.name).name}: emotion over time")
+                                                  f"{Path(video.name).name}: emotion over time{_notes(model)}")
                                   if video.windows else None)
         records.append(record)
     counts = Counter(record["status"] for record in records)
@@ -196,7 +243,8 @@ def predict(model_path: str, inputs: tuple[str, ...], out_path: str, fmt: str, f
                             **{status: counts.get(status, 0) for status in ("ok", "partial", "no_face", "failed")},
                             "skipped": len(skipped)},
                 "videos": records, "skipped": [{"file": file.path, "reason": file.reason} for file in skipped]}
-    text = json.dumps(document, indent=1) + "\n" if fmt == "json" else _csv_text(records, names, skipped)
+    kind = "zero-shot" if model.zero_shot else "trained"
+    text = json.dumps(document, indent=1) + "\n" if fmt == "json" else _csv_text(records, names, skipped, kind)
     if out_path == "-":
         click.echo(text, nl=False)
     else:

@@ -116,6 +116,7 @@ def test_predict_on_demo_and_real_clips_with_figures_and_sliding(project, media,
     document, result = predict_json(project, *inputs, "--figure", str(tmp_path / "figures"), "--sliding", "1.0")
     assert result.exit_code == 0, result.stderr
     jsonschema.validate(document, SCHEMA)
+    assert not document["model"]["zero_shot"] and document["model"]["prompt_set"] is None
     videos = {Path(video["input"]).name: video for video in document["videos"]}
     assert len(document["videos"]) == 14 + 1 + 4 and len(videos) == 19
     for name in ("notes.mp4", "missing.mp4"):
@@ -178,6 +179,7 @@ def test_strict_exit_status_and_csv(project, tmp_path):
     assert abs(sum(float(good[f"p_{name}"]) for name in classes) - 1) < 1e-4 and good["prediction"] in classes
     assert len(good["frame_index"].split()) == len(good["influence"].split()) == len(good["face_score"].split())
     assert bad["status"] == "failed" and "broken.mp4" in bad["reason"] and bad["prediction"] == ""
+    assert good["model"] == bad["model"] == "trained"
     strict = cli("predict", str(project / "exports/demo.pt"), str(clip), str(tmp_path / "broken.mp4"),
                  "--strict", "--format", "csv", "--out", str(out), "--no-progress")
     assert strict.exit_code == 1 and "broken.mp4" in strict.stderr

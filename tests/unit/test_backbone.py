@@ -59,7 +59,8 @@ def test_missing_weights_error_names_the_file_and_where_to_put_it(tmp_path, monk
     with pytest.raises(WeightsError) as error:
         load_backbone("ViT-B/32", None)
     message = str(error.value)
-    assert str(tmp_path / ".cache" / "clip" / "ViT-B-32.pt") in message and "never downloads" in message
+    assert str(tmp_path / ".cache" / "clip" / "ViT-B-32.pt") in message and "download is 'never'" in message
+    assert __import__("clip").clip._MODELS["ViT-B/32"] in message  # where the file is published
     assert default_checkpoint("ViT-B/32").name == "ViT-B-32.pt"
     with pytest.raises(WeightsError, match="not found"):
         load_backbone("ViT-B/32", tmp_path / "nowhere.pt")

@@ -227,7 +227,7 @@ def make_project(root, planted, **changes):
         part, _, name = key.rpartition(".")
         (evaluate if part == "evaluate" else train[part] if part else train)[name] = value
     params = {"dataset": {"name": "toy", "adapter": "csv", "root": "videos", "labels": ""},
-              "clip": {"model": "ViT-B/32", "checkpoint": "random", "seed": 0, "device": "cpu"},
+              "clip": {"model": "ViT-B/32", "checkpoint": "random", "seed": 0, "device": "cpu", "download": "never"},
               "text": {"prompt_set": "toyprompts"}, "train": train,
               "evaluate": evaluate}
     (root / "params.yaml").write_text(yaml.safe_dump(params))

@@ -132,7 +132,7 @@ def random_face_alignment_weights(tmp_path, monkeypatch):
     from face_alignment.models import FAN
 
     monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
-    files = face_alignment_weights()
+    files = {model: file.path for model, file in face_alignment_weights().items()}
     files["s3fd"].parent.mkdir(parents=True)
     torch.manual_seed(0)
     torch.save(s3fd().state_dict(), files["s3fd"])

@@ -1,16 +1,22 @@
-"""The exported model file (schema ``tg-dfer/model/1``, docs/contracts.md).
+"""The exported model file (schema ``tg-dfer/model/2``, docs/contracts.md).
 
 It bundles one fold or an ensemble of folds with everything inference needs: the weights (X^CP
 and X^FP, the cached and learnt text embeddings, are buffers inside them), the model config, class
 names, prompt texts, the face and frame settings the features were made with, and the identity
-(SHA-256) of the CLIP weights.
+(SHA-256) of the CLIP weights. A zero-shot model file (:mod:`tg_dfer.inference.zero_shot`) has
+the same layout with one untrained member and says so in ``zero_shot``. Files of version 1
+(before zero-shot files existed) are read as trained ones.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from tg_dfer import __version__
 from tg_dfer.backbone import Backbone
@@ -20,7 +26,8 @@ from tg_dfer.hashes import WeightsMismatch, check_same_weights, sha256_file
 from tg_dfer.io.payload import load_payload
 from tg_dfer.training.checkpoint import CHECKPOINT_FORMAT
 
-MODEL_FORMAT = "tg-dfer/model/1"
+MODEL_FORMAT = "tg-dfer/model/2"
+READABLE_FORMATS = ("tg-dfer/model/1", MODEL_FORMAT)  # 2 added zero_shot; a file of 1 is a trained model
 
 
 class ModelFileError(Exception):
@@ -57,11 +64,20 @@ def build_model_file(checkpoints: dict[int, dict[str, Any]], which: str, faces: 
                         "epoch": int(checkpoint["best_epoch"] if which == "best" else checkpoint["epochs"]),
                         "model_config": dict(checkpoint["model_config"]), "prompt_texts": checkpoint["prompt_texts"],
                         "state": checkpoint["states"][which]})
+    return model_payload(first["class_names"], clip, faces, frames_per_clip, members, provenance)
+
+
+def model_payload(class_names: list[str], clip: dict[str, Any], faces: dict[str, Any], frames_per_clip: int,
+                  members: list[dict[str, Any]], provenance: dict[str, Any] | None = None,
+                  zero_shot: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The content of a model file (arguments as in :func:`build_model_file`); ``zero_shot`` describes the
+    prompts of an untrained model, None for a trained one."""
     if frames_per_clip > int(faces["frames_per_clip"]):
         raise ValueError(f"features of {frames_per_clip} frames per clip from faces of {faces['frames_per_clip']}")
-    return {"format": MODEL_FORMAT, "package_version": __version__, "class_names": list(first["class_names"]),
+    return {"format": MODEL_FORMAT, "package_version": __version__, "class_names": list(class_names),
             "clip": dict(clip), "faces": dict(faces), "embed": {"frames_per_clip": int(frames_per_clip)},
-            "members": members, "provenance": dict(provenance or {})}
+            "members": members, "provenance": dict(provenance or {}),
+            "zero_shot": dict(zero_shot) if zero_shot is not None else None}
 
 
 @dataclass
@@ -75,6 +91,11 @@ class ModelFile:
     @property
     def class_names(self) -> list[str]:
         return list(self.payload["class_names"])
+
+    @property
+    def zero_shot(self) -> dict[str, Any] | None:
+        """The prompts of a zero-shot model (nothing trained); None for a trained one."""
+        return self.payload.get("zero_shot")
 
     @property
     def clip(self) -> dict[str, Any]:
@@ -114,18 +135,28 @@ class ModelFile:
 
     def describe(self) -> dict[str, Any]:
         """What a prediction file says about the model that made it."""
-        members = self.payload["members"]
-        return {"file": str(self.path), "sha256": self.sha256, "folds": [m["fold"] for m in members],
+        members, zero_shot = self.payload["members"], self.zero_shot
+        return {"file": str(self.path), "sha256": self.sha256,
+                "folds": [] if zero_shot else [m["fold"] for m in members],
                 "weights": members[0]["weights"], "class_names": self.class_names, "clip_model": self.clip["model"],
                 "clip_sha256": self.clip["sha256"], "random_clip_weights": bool(self.clip["random_weights"]),
-                "detector": self.detector, "frames_per_clip": self.frames_per_clip, "num_frames": self.num_frames}
+                "detector": self.detector, "frames_per_clip": self.frames_per_clip, "num_frames": self.num_frames,
+                "zero_shot": zero_shot is not None, "prompt_set": zero_shot["prompt_set"] if zero_shot else None}
 
 
 def load_model_file(path: str | Path) -> ModelFile:
     """Read a model file with ``weights_only=True`` (no code runs) and check its format."""
-    payload = load_payload(path, MODEL_FORMAT, ModelFileError, "model file", "make one with `tg-dfer export`",
+    payload = load_payload(path, READABLE_FORMATS, ModelFileError, "model file", "make one with `tg-dfer export`",
                            {CHECKPOINT_FORMAT: "a fold checkpoint: bundle it with `tg-dfer export`"})
     return ModelFile(Path(path), sha256_file(path), payload)
+
+
+def model_in_memory(payload: dict[str, Any], name: str) -> ModelFile:
+    """A model file that was built, not read (``name`` stands for its path); its hash is that of the
+    bytes ``torch.save`` makes of it."""
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return ModelFile(Path(name), hashlib.sha256(buffer.getvalue()).hexdigest(), payload)
 
 
 def check_clip(model: ModelFile, loaded: Backbone) -> None:

@@ -12,9 +12,9 @@ import torch
 from tg_dfer.io.atomic import atomic_path
 
 
-def load_payload(path: str | Path, expected: str, error_type: type[Exception], what: str, missing: str,
-                 hints: dict[str, str] | None = None) -> dict[str, Any]:
-    """A ``torch.save`` file of tensors and plain containers whose ``format`` key is ``expected``.
+def load_payload(path: str | Path, expected: str | tuple[str, ...], error_type: type[Exception], what: str,
+                 missing: str, hints: dict[str, str] | None = None) -> dict[str, Any]:
+    """A ``torch.save`` file of tensors and plain containers whose ``format`` key is ``expected`` (or one of them).
 
     Read with ``weights_only=True``, so no code runs. Errors are ``error_type`` naming the file;
     ``missing`` says how to make it, ``hints`` what to do with a file of another known format.
@@ -26,10 +26,11 @@ def load_payload(path: str | Path, expected: str, error_type: type[Exception], w
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several unrelated types for foreign files
         raise error_type(f"{path}: not a readable {what} ({error})") from error
-    if not isinstance(payload, dict) or payload.get("format") != expected:
+    formats = (expected,) if isinstance(expected, str) else expected
+    if not isinstance(payload, dict) or payload.get("format") not in formats:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         hint = (hints or {}).get(found)
-        raise error_type(f"{path}: format {found!r}, expected {expected}" + (f" ({hint})" if hint else ""))
+        raise error_type(f"{path}: format {found!r}, expected {' or '.join(formats)}" + (f" ({hint})" if hint else ""))
     return payload
 
 

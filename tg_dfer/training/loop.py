@@ -35,10 +35,11 @@ class TrainResult:
     best_state: dict[str, torch.Tensor]
     last_state: dict[str, torch.Tensor]
     best_epoch: int  # 1-based
-    history: list[dict[str, float]]
+    history: list[dict[str, float]]  # per epoch: losses, scores, learning rates; no times, so that it repeats
     split: Split
     model_config: ModelConfig
     train_config: TrainConfig
+    epoch_seconds: list[float]  # wall-clock time of each epoch, kept apart from the history
 
 
 @contextmanager
@@ -102,6 +103,7 @@ def train_model(model: TGDFER, bank: FeatureBank, labels: np.ndarray, split: Spl
     # bf16 keeps fp32's range, so no loss scaling; on CPU it would only slow the small network down.
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.mixed_precision and device.type == "cuda")
     history: list[dict[str, float]] = []
+    epoch_seconds: list[float] = []
     best_scores, best_state, best_epoch = None, None, 0
     y_all = torch.from_numpy(labels).to(device)
     train_rows = torch.from_numpy(split.train.astype(np.int64)).to(device)
@@ -136,7 +138,7 @@ def train_model(model: TGDFER, bank: FeatureBank, labels: np.ndarray, split: Spl
         if config.track_test:
             scores = _score(predict_rows(model, bank, split.test, labels, config.eval_batch_size), labels, C)
             record.update({f"test_{key}": value for key, value in scores.items()})
-        record["seconds"] = time.perf_counter() - started
+        epoch_seconds.append(time.perf_counter() - started)
         history.append(record)
         if len(split.val):
             current = {key: record[f"val_{key}"] for key in ("uar", "war", "loss")}
@@ -149,7 +151,8 @@ def train_model(model: TGDFER, bank: FeatureBank, labels: np.ndarray, split: Spl
     if best_state is None:  # no validation part: the last epoch is the only candidate
         best_state, best_epoch = last_state, config.epochs
     return TrainResult(model=model, best_state=best_state, last_state=last_state, best_epoch=best_epoch,
-                       history=history, split=split, model_config=model.config, train_config=config)
+                       history=history, split=split, model_config=model.config, train_config=config,
+                       epoch_seconds=epoch_seconds)
 
 
 def model_config_for(settings: ModelConfig | dict[str, Any], features: FeatureCache, num_classes: int) -> ModelConfig:
