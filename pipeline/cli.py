@@ -20,6 +20,7 @@ COMMANDS = {
     "demo": "Render the demo dataset of synthetic face videos -> data/demo/videos/.",
     "prepare": "List a dataset's clips -> data/<dataset>/manifest.csv, classes.json, prepare_report.json.",
     "faces": "Decode, sample, detect and crop faces -> data/<dataset>/faces.h5.",
+    "backbone": "Pretrain the demo's own small CLIP on rendered faces -> data/backbone/clip.pt (demo only).",
     "embed": "CLIP image embeddings of the crops -> data/<dataset>/features.h5.",
     "qc": "Every clip that is not fully ok, and why -> metrics/<dataset>/qc.csv.",
     "text": "CLIP text embeddings of a prompt set -> data/text/<prompt_set>.h5.",
@@ -60,8 +61,9 @@ class StageGroup(click.Group):
 def main() -> None:
     """TG-DFER: dynamic facial expression recognition from cached CLIP features.
 
-    The stages run in this order (`dvc repro` runs them all): demo, prepare, faces, embed, qc,
-    text, train, evaluate. Each reads the params.yaml section of its own name (qc has none);
+    The stages run in this order (`dvc repro` runs them all): demo, prepare, faces, backbone,
+    embed, qc, text, train, evaluate. Each reads the params.yaml section of its own name (qc has
+    none; backbone trains the demo's own small CLIP and only writes a marker for other datasets);
     `tg-dfer COMMAND --help` says which files it reads and writes and which params it takes.
     Tools around the pipeline: ablate, report and check-metrics (ablation queues, their report,
     the reproduction check); export (trained folds -> one model file) and predict (a model file

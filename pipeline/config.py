@@ -125,7 +125,7 @@ def train_folds(params: dict[str, Any], path: str | Path = DEFAULT_PARAMS) -> li
 
 
 def clip_settings(params: dict[str, Any]) -> dict[str, Any]:
-    """The ``clip`` section, checked; random weights only for the demo dataset (or tests that ask)."""
+    """The ``clip`` section, checked; random and demo weights only for the demo dataset (or tests that ask)."""
     values = section(params, "clip")
     settings = {
         "name": require(values, "model", str, "clip"),
@@ -133,6 +133,8 @@ def clip_settings(params: dict[str, Any]) -> dict[str, Any]:
         "seed": require(values, "seed", int, "clip"),
         "device": require(values, "device", str, "clip"),
         "download": require(values, "download", str, "clip", choices=DOWNLOADS),
+        # The demo's own backbone learnt rendered faces only (tg_dfer.backbone refuses it otherwise).
+        "allow_demo_weights": section(params, "dataset").get("adapter") == "demo",
     }
     adapter = section(params, "dataset").get("adapter")
     if settings["checkpoint"] == "random" and adapter != "demo" and os.environ.get(RANDOM_WEIGHTS_ENV) != "1":

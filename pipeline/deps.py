@@ -19,7 +19,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 LIBRARY, STAGE_LAYER = "tg_dfer", "pipeline"
-STAGES = ("demo", "prepare", "faces", "embed", "qc", "text", "train", "evaluate")
+STAGES = ("demo", "prepare", "faces", "backbone", "embed", "qc", "text", "train", "evaluate")
 
 
 def _module_file(name: str) -> Path | None:

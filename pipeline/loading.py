@@ -79,7 +79,7 @@ def load_text_encoder(params: dict[str, Any], inputs: Inputs, device: str) -> tu
     settings = clip_settings(params)
     try:
         loaded = load_backbone(settings["name"], settings["checkpoint"], device, settings["seed"],
-                               download=settings["download"])
+                               download=settings["download"], allow_demo_weights=settings["allow_demo_weights"])
         check_same_weights(str(inputs.features.attrs.get("checkpoint_sha256")), loaded.sha256,
                            str(inputs.features_path), f"the clip section's weights ({loaded.source})",
                            "point clip.* at the weights the features were made with, or re-run embed and text. "

@@ -90,6 +90,11 @@ def train_log(name: str, fold: int) -> Path:
     return Path("logs") / name / f"train_fold{fold}.json"
 
 
+def backbone_log(name: str) -> Path:
+    """logs/<dataset>/backbone.json: how long the demo backbone's pretraining took (outside git, as train_log)."""
+    return Path("logs") / name / "backbone.json"
+
+
 def text_path(prompt_set: str) -> Path:
     """data/text/<prompt set>.h5; a prompt set given as a path is named by its file's stem."""
     return Path("data") / "text" / f"{Path(prompt_set).stem}.h5"

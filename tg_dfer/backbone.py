@@ -6,6 +6,9 @@ Weights come from, in this order of precedence:
   tests; every file made from it records ``random_weights = True``.
 * ``checkpoint=<path>``: a local file, either an official TorchScript archive as OpenAI publishes
   them or a plain ``state_dict`` (loaded with ``weights_only=True``, so no pickled code runs).
+  A plain file may wrap it as ``{"state_dict": ..., "demo_weights": true, ...}``: the demo's own
+  backbone (``tg_dfer.demo.pretrain``), trained on rendered faces only. It is refused unless the
+  caller allows demo weights, and every file made from it records ``demo_weights = True``.
 * nothing: the clip package's own cache file (``~/.cache/clip/ViT-B-32.pt`` for ViT-B/32),
   fetched there from OpenAI's address on first use when downloads are allowed, its SHA-256 checked
   (:mod:`tg_dfer.weights`).
@@ -62,6 +65,7 @@ class Backbone:
     sha256: str
     random_weights: bool
     source: str
+    demo_weights: bool = False  # the demo's backbone, trained on rendered faces: demo only
 
     @property
     def embed_dim(self) -> int:
@@ -74,7 +78,17 @@ class Backbone:
     def attrs(self) -> dict:
         """The model attributes every features or text file records."""
         return {"clip_model": self.name, "checkpoint_sha256": self.sha256, "random_weights": self.random_weights,
-                "embed_dim": self.embed_dim, "clip_source": self.source}
+                "demo_weights": self.demo_weights, "embed_dim": self.embed_dim, "clip_source": self.source}
+
+
+def weights_note(attrs: dict) -> str:
+    """What a message about files made with these weights adds (``attrs`` with ``random_weights`` and
+    ``demo_weights`` keys, as Backbone.attrs(), the h5 files and model files record them)."""
+    if attrs.get("random_weights"):
+        return " (RANDOM CLIP WEIGHTS: for testing only)"
+    if attrs.get("demo_weights"):
+        return " (the demo's own backbone, trained on rendered faces: for the demo only)"
+    return ""
 
 
 def default_checkpoint(name: str) -> Path:
@@ -114,23 +128,26 @@ def random_weights_model(name: str = "ViT-B/32", seed: int = 0) -> CLIP:
     return model.float().eval()
 
 
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+def _read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], bool]:
+    """The CLIP state_dict of a checkpoint file and whether it is marked as demo weights."""
     try:
         with open(path, "rb") as handle, warnings.catch_warnings():
             # OpenAI publishes TorchScript archives; torch.jit.load is the only reader for them.
             warnings.filterwarnings("ignore", message=".*torch.jit.load. is deprecated", category=FutureWarning)
-            return torch.jit.load(handle, map_location="cpu").state_dict()
+            return torch.jit.load(handle, map_location="cpu").state_dict(), False
     except RuntimeError:
         pass  # not TorchScript: a plain state_dict
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several unrelated types for foreign files
         raise WeightsError(f"{path}: not a CLIP checkpoint (neither TorchScript nor a state_dict): {error}") from error
+    demo = False
     if isinstance(loaded, dict) and "state_dict" in loaded:
+        demo = bool(loaded.get("demo_weights", False))
         loaded = loaded["state_dict"]
     if not isinstance(loaded, dict) or "text_projection" not in loaded:
         raise WeightsError(f"{path}: no CLIP weights in this file (no 'text_projection' tensor)")
-    return loaded
+    return loaded, demo
 
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -146,13 +163,15 @@ def model_dtype(precision: str, device: str) -> torch.dtype:
 
 
 def load_backbone(name: str = "ViT-B/32", checkpoint: str | os.PathLike | None = None, device: str = "cpu",
-              seed: int = 0, precision: str = "auto", download: str = "never", url: str | None = None) -> Backbone:
+              seed: int = 0, precision: str = "auto", download: str = "never", url: str | None = None,
+              allow_demo_weights: bool = False) -> Backbone:
     """Load frozen CLIP weights; see the module docstring for where they come from.
 
     ``precision`` (auto | fp32 | fp16 | bf16) is the dtype the weights are cast to; CLIP's own
     LayerNorm still computes in fp32 and encoders return fp32 embeddings. ``download`` (auto |
     never) and ``url`` (:func:`clip_weight_file`) apply to the cache file only: a checkpoint path
-    given is never replaced by a download.
+    given is never replaced by a download. The demo's own weights load only with
+    ``allow_demo_weights``: trained on rendered faces, they mean nothing for real footage.
     """
     dtype = model_dtype(precision, device)
     if checkpoint == "random":
@@ -164,7 +183,11 @@ def load_backbone(name: str = "ViT-B/32", checkpoint: str | os.PathLike | None =
         if not path.is_file():
             raise WeightsError(f"CLIP weights for {name} not found at {path}: give the path of the weights file "
                                "you have as the checkpoint, or none for the clip package's cache file")
-        state_dict = _read_state_dict(path)
+        state_dict, demo = _read_checkpoint(path)
+        if demo and not allow_demo_weights:
+            raise WeightsError(f"{path} holds the demo's own backbone, trained on rendered faces only: its features "
+                               "mean nothing for real footage. Use real CLIP weights (an empty checkpoint: the "
+                               "clip package's cache file) for any dataset but the demo")
         try:
             model = build_model(dict(state_dict)).float().eval()
             # build_model rounds the weights to fp16; load them again to keep fp32 checkpoints exact.
@@ -172,7 +195,7 @@ def load_backbone(name: str = "ViT-B/32", checkpoint: str | os.PathLike | None =
                                    if key not in ("input_resolution", "context_length", "vocab_size")})
         except (KeyError, RuntimeError) as error:
             raise WeightsError(f"{path}: weights do not fit a CLIP model: {error}") from error
-        loaded = Backbone(model, name, sha256_file(path), random_weights=False, source=str(path))
+        loaded = Backbone(model, name, sha256_file(path), random_weights=False, source=str(path), demo_weights=demo)
     for parameter in loaded.model.parameters():
         parameter.requires_grad_(False)
     loaded.model.to(device=device, dtype=dtype)

@@ -37,6 +37,9 @@ from tg_dfer.training.predict import predict_rows
 
 RANDOM_WEIGHTS_WARNING = ("features (and texts) came from RANDOM CLIP weights: these numbers test the pipeline "
                           "and mean nothing about facial expressions")
+DEMO_WEIGHTS_NOTE = ("features (and texts) came from the demo's own small CLIP, pretrained on rendered faces "
+                     "(tg-dfer backbone): these numbers show the method on the demo only and are not comparable "
+                     "with results on CLIP ViT-B/32 features")
 # DFER-CLIP's main.py (zengqunzhao/DFER-CLIP at cdec287) scores its test list every epoch and keeps the
 # first epoch of highest top-1 accuracy (WAR), then reports that epoch's UAR and WAR.
 TEST_PICKED_NOTE = ("epoch of best TEST-fold WAR (first of equals), as DFER-CLIP selects: optimistic, for "
@@ -210,6 +213,7 @@ def evaluate_folds(checkpoints: dict[int, dict[str, Any]], features: FeatureCach
     predictions = PredictionSet.concatenate(parts)
     summary = summarize(fold_reports, names)
     random_weights = bool(features.random_weights or any(c["clip"]["random_weights"] for c in checkpoints.values()))
+    demo_weights = features.demo_weights
     metrics: dict[str, Any] = {
         "uar": summary["uar"],
         "war": summary["war"],
@@ -222,6 +226,7 @@ def evaluate_folds(checkpoints: dict[int, dict[str, Any]], features: FeatureCach
                   for fold, rep in fold_reports.items()},
         ("last_epoch" if which == "best" else "best_on_validation"): _mean_std(last),
         "random_clip_weights": random_weights,
+        "demo_clip_weights": demo_weights,
         "clip_sha256": features.attrs.get("checkpoint_sha256", ""),
     }
     if frames.describe():
@@ -230,9 +235,11 @@ def evaluate_folds(checkpoints: dict[int, dict[str, Any]], features: FeatureCach
         metrics["test_picked"] = {"note": TEST_PICKED_NOTE, **_mean_std(picked)}
     if random_weights:
         metrics["warning"] = RANDOM_WEIGHTS_WARNING
+    if demo_weights:
+        metrics["note"] = DEMO_WEIGHTS_NOTE
     metrics["confusion"] = {"class_names": list(names), "all": summary["confusion"],
                             "folds": {fold: rep["confusion"] for fold, rep in fold_reports.items()}}
-    predictions.attrs = {"weights": which, "random_weights": random_weights,
+    predictions.attrs = {"weights": which, "random_weights": random_weights, "demo_weights": demo_weights,
                          "clip_model": features.attrs.get("clip_model", ""),
                          "checkpoint_sha256": features.attrs.get("checkpoint_sha256", ""),
                          "folds": json.dumps(sorted(int(fold) for fold in checkpoints))}

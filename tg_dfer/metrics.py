@@ -55,6 +55,16 @@ def war(labels: Sequence[int], preds: Sequence[int]) -> float:
     return float(100.0 * np.mean(labels == preds)) if len(labels) else float("nan")
 
 
+def pair_auroc(positive: Sequence[float], negative: Sequence[float]) -> float:
+    """AUROC of two samples: the probability that a positive scores above a negative, ties counting half."""
+    positive, negative = np.asarray(positive, dtype=float), np.asarray(negative, dtype=float)
+    if not len(positive) or not len(negative):
+        raise ValueError("an AUROC needs at least one positive and one negative score")
+    greater = (positive[:, None] > negative[None, :]).mean()
+    ties = (positive[:, None] == negative[None, :]).mean()
+    return float(greater + 0.5 * ties)
+
+
 def report(labels: Sequence[int], preds: Sequence[int], class_names: Sequence[str]) -> dict:
     """UAR, WAR, per-class recall (None where a class has no clip), clip count and confusion matrix."""
     C = len(class_names)

@@ -76,7 +76,7 @@ def planted_cache(num_clips: int = 140, num_classes: int = 7, frames: int = 16, 
         members = np.flatnonzero(labels == label)
         folds[members] = np.arange(len(members)) % num_folds + 1
     names = [f"class{k}" for k in range(num_classes)]
-    attrs = {"clip_model": "planted", "checkpoint_sha256": "0" * 64, "random_weights": True, "embed_dim": dim,
+    attrs = {"clip_model": "planted", "checkpoint_sha256": "0" * 64, "random_weights": True, "demo_weights": False, "embed_dim": dim,
              "class_names": json.dumps(names), "views": views, "frames_per_clip": frames}
     cache = FeatureCache(
         clip_id=[f"clip{clip:05d}" for clip in range(num_clips)],
@@ -93,7 +93,7 @@ def planted_cache(num_clips: int = 140, num_classes: int = 7, frames: int = 16, 
         descriptor_prompts=[f"a face showing {name}" for name in names],
         class_embeddings=_unit(rng.standard_normal((num_classes, dim))).astype(np.float32),
         descriptor_embeddings=_unit(rng.standard_normal((num_classes, dim))).astype(np.float32),
-        attrs={"clip_model": "planted", "checkpoint_sha256": "0" * 64, "random_weights": True, "embed_dim": dim,
+        attrs={"clip_model": "planted", "checkpoint_sha256": "0" * 64, "random_weights": True, "demo_weights": False, "embed_dim": dim,
                "prompt_set": "planted"},
     )
     return Planted(cache, text, folds, signal)

@@ -13,7 +13,7 @@ from pipeline.config import DEFAULT_PARAMS, clip_settings, dataclass_settings, l
 from pipeline.deps import code_digest
 from pipeline.paths import DatasetPaths, dataset_paths
 from pipeline.sharding import file_identity, kill_point, merge, open_journal, shard_from_env, shard_options
-from tg_dfer.backbone import Backbone, WeightsError, load_backbone
+from tg_dfer.backbone import Backbone, WeightsError, load_backbone, weights_note
 from tg_dfer.datasets.manifest import ManifestError, read_manifest
 from tg_dfer.devices import DeviceError, pick_device
 from tg_dfer.embed.images import EmbedConfig, JournalSink, clip_batches, embed_faces, skip_reason, write_entries
@@ -84,7 +84,8 @@ def embed(params_path: str, shard: Shard | None, merge_count: int | None) -> Non
             shard = shard or shard_from_env() or WHOLE
             try:
                 loaded = load_backbone(settings["name"], settings["checkpoint"], rank_device(settings["device"]),
-                                       settings["seed"], config.precision, settings["download"])
+                                       settings["seed"], config.precision, settings["download"],
+                                       allow_demo_weights=settings["allow_demo_weights"])
             except (WeightsError, DeviceError) as error:
                 raise click.ClickException(str(error)) from error
             attrs = {**loaded.attrs(), "class_names": manifest.class_names, "views": views, "frames_per_clip": frames,
@@ -150,9 +151,8 @@ def report_embed(paths: dict, target: Path, skipped: dict[str, str], candidates:
     """
     with open_checked(target, FEATURES_SCHEMA) as handle:
         clips, views, frames = len(handle["clip_id"]), int(handle.attrs["views"]), int(handle.attrs["frames_per_clip"])
-        random_weights = bool(handle.attrs.get("random_weights", False))
+        note = weights_note(dict(handle.attrs))
         embedded = set(decode_strings(handle["clip_id"][:]))
-    note = " (RANDOM CLIP WEIGHTS: features are for testing only)" if random_weights else ""
     click.echo(f"embed: {clips} clips x {views} views x {frames} frames -> {target}{note}")
     if target != paths.features:
         return

@@ -7,6 +7,7 @@ import click
 from pipeline.config import DEFAULT_PARAMS, dataclass_settings, load_params, section, train_folds
 from pipeline.loading import load_inputs, load_text_encoder
 from pipeline.paths import dataset_paths
+from tg_dfer.demo.apex import ApexFramesError, apex_auroc, read_apex_frames
 from tg_dfer.devices import DeviceError, pick_device
 from tg_dfer.evaluate import EvaluateConfig, FrameSelection, evaluate_folds, write_outputs
 from tg_dfer.model import ModelConfig
@@ -27,7 +28,10 @@ def evaluate(params_path: str) -> None:
                                folds.<K>.*, last_epoch.* (the other weights, extra), test_picked.*
                                (epoch chosen on the test fold: labelled extra for comparison with
                                published numbers only), random_clip_weights (+ warning),
-                               clip_sha256 (of the CLIP weights behind the features)
+                               demo_clip_weights (+ note), clip_sha256 (of the CLIP weights
+                               behind the features); for the demo, apex_auroc: how well the
+                               stored influence ranks the renderer's apex frames (labels.csv
+                               apex_frames) first, mean per-clip AUROC over non-neutral clips
              predictions.h5    schema tg-dfer/predictions/1: clip_id, label, fold, probs, pred,
                                frame_index and per-frame influence of the predicted class
              confusion.json    confusion-matrix counts, summed and per fold
@@ -36,7 +40,8 @@ def evaluate(params_path: str) -> None:
 
     \b
     Params:  evaluate.weights (best: chosen on validation | last: last epoch),
-             evaluate.batch_size, evaluate.device (auto | cpu | cuda); train.folds, dataset.name;
+             evaluate.batch_size, evaluate.device (auto | cpu | cuda); train.folds, dataset.name,
+             dataset.adapter and dataset.root (the demo's labels.csv);
              evaluate.frames (all | highest | lowest) with evaluate.frames_k: predict each clip
              again from only its k highest- or lowest-influence frames (the paper's Table 6);
              metrics.json then records frame_selection.
@@ -66,10 +71,22 @@ def evaluate(params_path: str) -> None:
     except ValueError as error:
         raise click.ClickException(f"{paths.features}: {error}") from error
     metrics = {"dataset": paths.name, **metrics}
+    dataset = section(params, "dataset", params_path)
+    if dataset.get("adapter") == "demo":
+        labels_csv = f"{dataset.get('root')}/labels.csv"
+        try:
+            truth = read_apex_frames(labels_csv)
+            metrics["apex_auroc"] = apex_auroc(predictions, truth)
+        except ApexFramesError as error:
+            message = str(error)
+            raise click.ClickException(message if message.startswith(labels_csv) else f"{labels_csv}: {message}") from error
     write_outputs(paths.metrics, predictions, metrics, {fold: c.get("history", []) for fold, c in checkpoints.items()})
     click.echo(f"evaluate: {paths.name}, {len(folds)} fold(s), {metrics['clips']} labelled test clips: "
                f"UAR {metrics['uar']:.2f} +- {metrics['uar_std']:.2f}, WAR {metrics['war']:.2f} +- "
                f"{metrics['war_std']:.2f} ({config.weights} weights{_frames_note(frames)}) -> {paths.metrics_file}")
+    if "apex_auroc" in metrics:
+        click.echo(f"evaluate: frame influence ranks the demo's apex frames first with a mean per-clip AUROC of "
+                   f"{metrics['apex_auroc']['mean']:.3f} ({metrics['apex_auroc']['clips']} non-neutral clips)")
     if metrics["random_clip_weights"]:
         click.echo(f"evaluate: WARNING: {metrics['warning']}", err=True)
 

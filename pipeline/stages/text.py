@@ -6,7 +6,7 @@ import click
 
 from pipeline.config import DEFAULT_PARAMS, clip_settings, load_params, require, section
 from pipeline.paths import text_path
-from tg_dfer.backbone import WeightsError, load_backbone
+from tg_dfer.backbone import WeightsError, load_backbone, weights_note
 from tg_dfer.devices import DeviceError, pick_device
 from tg_dfer.embed.text import build_text_cache
 from tg_dfer.io.text_h5 import write_text
@@ -31,10 +31,10 @@ def text(params_path: str) -> None:
     try:
         prompts = load_prompt_set(prompt_set)
         loaded = load_backbone(settings["name"], settings["checkpoint"], pick_device(settings["device"]), settings["seed"],
-                               download=settings["download"])
+                               download=settings["download"], allow_demo_weights=settings["allow_demo_weights"])
     except (PromptSetError, WeightsError, DeviceError) as error:
         raise click.ClickException(str(error)) from error
     out = text_path(prompt_set)
     write_text(out, build_text_cache(loaded, prompts))
-    note = " (RANDOM CLIP WEIGHTS: for testing only)" if loaded.random_weights else ""
+    note = weights_note(loaded.attrs())
     click.echo(f"text: {len(prompts.class_names)} classes of prompt set {prompts.name} -> {out}{note}")

@@ -22,7 +22,7 @@ from pipeline.config import (
 from pipeline.paths import dataset_paths, zero_shot_export
 from pipeline.stages.faces import read_settings
 from pipeline.stages.train import model_config, train_settings
-from tg_dfer.backbone import Backbone, WeightsError, load_backbone
+from tg_dfer.backbone import Backbone, WeightsError, load_backbone, weights_note
 from tg_dfer.devices import DeviceError, pick_device
 from tg_dfer.embed.images import EmbedConfig
 from tg_dfer.embed.text import build_text_cache
@@ -129,7 +129,8 @@ def export(folds: tuple[int, ...], weights: str, out_path: str | None, zero_shot
                                    f"frames per clip, {paths.faces} holds {policy.frames_per_clip}: re-run embed")
     clip_params = _json(features_attrs, "params", paths.features).get("clip", {})
     clip = {"model": str(features_attrs["clip_model"]), "sha256": str(features_attrs["checkpoint_sha256"]),
-            "random_weights": bool(features_attrs["random_weights"]), "source": str(features_attrs["clip_source"]),
+            "random_weights": bool(features_attrs["random_weights"]),
+            "demo_weights": bool(features_attrs.get("demo_weights", False)), "source": str(features_attrs["clip_source"]),
             "seed": int(clip_params.get("seed", 0))}
     faces = {**asdict(policy), "detector": detection.detector, "decode_timeout": detection.decode_timeout,
              "opencv": asdict(detection.opencv)}
@@ -143,7 +144,7 @@ def export(folds: tuple[int, ...], weights: str, out_path: str | None, zero_shot
     out = Path(out_path) if out_path else paths.export
     save_payload(out, payload)
     kind = f"ensemble of folds {', '.join(map(str, checkpoints))}" if len(checkpoints) > 1 else f"fold {folds[0]}"
-    note = " (RANDOM CLIP WEIGHTS: for testing only)" if clip["random_weights"] else ""
+    note = weights_note(clip)
     click.echo(f"export: {kind} ({weights} weights), {len(payload['class_names'])} classes -> {out}{note}")
 
 
@@ -152,12 +153,13 @@ def export_zero_shot(params: dict[str, Any], params_path: str, out_path: str | N
     settings = clip_settings(params)
     try:
         loaded = load_backbone(settings["name"], settings["checkpoint"], pick_device(settings["device"]),
-                               settings["seed"], download=settings["download"])
+                               settings["seed"], download=settings["download"],
+                               allow_demo_weights=settings["allow_demo_weights"])
     except (WeightsError, DeviceError) as error:
         raise click.ClickException(str(error)) from error
     payload = zero_shot_payload(params, params_path, loaded, settings["seed"])
     out = Path(out_path) if out_path else zero_shot_export(payload["zero_shot"]["prompt_set"])
     save_payload(out, payload)
-    note = " (RANDOM CLIP WEIGHTS: for testing only)" if loaded.random_weights else ""
+    note = weights_note(payload["clip"])
     click.echo(f"export: zero-shot model of prompt set {payload['zero_shot']['prompt_set']}, "
                f"{len(payload['class_names'])} classes -> {out}{note}")

@@ -53,6 +53,7 @@ def _notes(model: ModelFile) -> str:
     """What a figure title says about the model beyond the prediction."""
     notes = [f"zero-shot, prompt set {model.zero_shot['prompt_set']}"] if model.zero_shot else []
     notes += ["random CLIP weights: illustration only"] if model.clip["random_weights"] else []
+    notes += ["the demo's own backbone, trained on rendered faces"] if model.demo_weights else []
     return "".join(f"  [{note}]" for note in notes)
 
 
@@ -114,7 +115,7 @@ def zero_shot_model(params_path: str, clip_checkpoint: str | None, device: str, 
     params = load_params(params_path)
     settings = clip_settings(params)
     loaded = load_backbone(settings["name"], clip_checkpoint or settings["checkpoint"], device, settings["seed"],
-                           download=download)
+                           download=download, allow_demo_weights=settings["allow_demo_weights"])
     payload = zero_shot_payload(params, params_path, loaded, settings["seed"])
     name = f"zero-shot model of prompt set {payload['zero_shot']['prompt_set']} ({params_path}, built in memory)"
     return model_in_memory(payload, name), loaded
@@ -200,7 +201,7 @@ def predict(paths: tuple[str, ...], zero_shot: bool, params_path: str, out_path:
             model = load_model_file(model_path)
             checkpoint = clip_checkpoint or model.clip_checkpoint()
             loaded = load_backbone(model.clip["model"], checkpoint, device, int(model.clip.get("seed", 0)),
-                                   download=download)
+                                   download=download, allow_demo_weights=model.demo_weights)
         predictor = Predictor(model, loaded, device, batch_size, with_face_only=not predict_faceless)
         # A missing detector model is fetched (or fails) before any clip is read.
         make_detector(model.detector, device, model.search, download)
@@ -210,6 +211,9 @@ def predict(paths: tuple[str, ...], zero_shot: bool, params_path: str, out_path:
         click.echo(f"predict: {ZERO_SHOT_NOTE} (prompt set {model.zero_shot['prompt_set']})", err=True)
     if model.clip["random_weights"]:
         click.echo("predict: the model was made with RANDOM CLIP weights: predictions are for testing only", err=True)
+    if model.demo_weights:
+        click.echo("predict: the model was made on the demo's own backbone, trained on rendered faces: its predictions "
+                   "mean something for demo-style clips only", err=True)
     items, skipped = collect_inputs(inputs)
     window = (sliding, hop or sliding / 2) if sliding else None
     found = faces_in_threads(items, lambda: make_detector(model.detector, device, model.search, download),

@@ -44,7 +44,11 @@ def _markdown_table(header: list[str], rows: Iterable[list[str]]) -> list[str]:
 
 
 def _weights_note(metrics: dict[str, Any] | None) -> str:
-    return "seeded random CLIP weights" if metrics and metrics.get("random_clip_weights") else ""
+    if metrics and metrics.get("random_clip_weights"):
+        return "seeded random CLIP weights"
+    if metrics and metrics.get("demo_clip_weights"):
+        return "the demo's own backbone (a small CLIP pretrained on rendered faces)"
+    return ""
 
 
 def comparison_section(number: int, baseline: Run) -> list[str]:

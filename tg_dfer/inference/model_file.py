@@ -116,6 +116,11 @@ class ModelFile:
         return source if source and Path(source).is_file() else None
 
     @property
+    def demo_weights(self) -> bool:
+        """Made on the demo's own backbone (model files from before it existed were not)."""
+        return bool(self.clip.get("demo_weights", False))
+
+    @property
     def detector(self) -> str:
         return self.payload["faces"]["detector"]
 
@@ -140,6 +145,7 @@ class ModelFile:
                 "folds": [] if zero_shot else [m["fold"] for m in members],
                 "weights": members[0]["weights"], "class_names": self.class_names, "clip_model": self.clip["model"],
                 "clip_sha256": self.clip["sha256"], "random_clip_weights": bool(self.clip["random_weights"]),
+                "demo_clip_weights": self.demo_weights,
                 "detector": self.detector, "frames_per_clip": self.frames_per_clip, "num_frames": self.num_frames,
                 "zero_shot": zero_shot is not None, "prompt_set": zero_shot["prompt_set"] if zero_shot else None}
 

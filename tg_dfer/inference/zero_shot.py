@@ -45,7 +45,8 @@ def zero_shot_model_file(texts: TextCache, config: ModelConfig, faces: dict[str,
     :func:`tg_dfer.inference.model_file.build_model_file`."""
     attrs = texts.attrs
     clip = {"model": str(attrs["clip_model"]), "sha256": str(attrs["checkpoint_sha256"]),
-            "random_weights": bool(attrs["random_weights"]), "source": str(attrs.get("clip_source", "")),
+            "random_weights": bool(attrs["random_weights"]), "demo_weights": bool(attrs.get("demo_weights", False)),
+            "source": str(attrs.get("clip_source", "")),
             "seed": int(clip_seed)}
     embed_dim = int(texts.class_embeddings.shape[1])
     config = zero_shot_config(config, embed_dim, len(texts.class_names))

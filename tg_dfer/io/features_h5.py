@@ -35,9 +35,15 @@ class FeatureCache:
     def random_weights(self) -> bool:
         return bool(self.attrs.get("random_weights", False))
 
+    @property
+    def demo_weights(self) -> bool:
+        """Made with the demo's own backbone (absent in files written before it existed: False)."""
+        return bool(self.attrs.get("demo_weights", False))
+
 
 FEATURE_ATTRS = (
-    "clip_model", "checkpoint_sha256", "random_weights", "embed_dim", "class_names", "views", "frames_per_clip",
+    "clip_model", "checkpoint_sha256", "random_weights", "demo_weights", "embed_dim", "class_names", "views",
+    "frames_per_clip",
 )
 
 

@@ -26,7 +26,7 @@ class TextCache:
     attrs: dict[str, Any]
 
 
-TEXT_ATTRS = ("clip_model", "checkpoint_sha256", "random_weights", "embed_dim", "prompt_set")
+TEXT_ATTRS = ("clip_model", "checkpoint_sha256", "random_weights", "demo_weights", "embed_dim", "prompt_set")
 
 
 def write_text(path: str | Path, cache: TextCache) -> None:

@@ -35,6 +35,15 @@ class Output:
         return scores.masked_fill(~self.mask, float("nan"))
 
 
+def frame_attention(similarity: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Eq. 8: the text-guided attention A (B, T, C) from ``similarity`` = cos(X^I, X^FP) / tau (B, T, C).
+
+    The softmax over the valid frames (``mask`` (B, T)) is our reading (the paper normalises only
+    V^P), so that A . X^I in Eq. 7 is a weighted mean of a clip's frames for each class.
+    """
+    return similarity.masked_fill(~mask.unsqueeze(-1), float("-inf")).softmax(dim=1)
+
+
 def mil_pool(scores: torch.Tensor, mask: torch.Tensor, how: str, attention: torch.Tensor | None = None,
              topk_fraction: float = 0.25) -> torch.Tensor:
     """Bag scores (B, C) from per-frame scores (B, T, C) over the valid frames of ``mask`` (B, T).
@@ -136,10 +145,8 @@ class TGDFER(nn.Module):
         instances = self.temporal(frames, mask)  # X^I (B, T, D), Eq. 5
         unit = F.normalize(instances, dim=-1)  # (B, T, D)
 
-        # Eq. 8: A = cos(X^I, X^FP) / tau per frame and class; the softmax over the valid frames is our
-        # reading (the paper normalises only V^P), so that A . X^I below is a weighted mean of frames.
         similarity = unit @ text.T / cfg.tau  # (B, T, C)
-        attention = similarity.masked_fill(~mask.unsqueeze(-1), float("-inf")).softmax(dim=1)  # (B, T, C)
+        attention = frame_attention(similarity, mask)  # A (B, T, C), Eq. 8
         # Eq. 7: V^P = N(A . X^I) with N the L2 normalisation; one visual prompt per class (each X^FP_k
         # attends to the frames on its own).
         visual = F.normalize(torch.einsum("btc,btd->bcd", attention, instances), dim=-1)  # V^P (B, C, D)

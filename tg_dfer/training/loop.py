@@ -7,17 +7,16 @@ learnable context, one pass of the frozen text tower over the C class prompts (n
 
 from __future__ import annotations
 
-import os
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from tg_dfer.determinism import deterministic
 from tg_dfer.hashes import check_same_weights
 from tg_dfer.io.features_h5 import FeatureCache
 from tg_dfer.io.text_h5 import TextCache
@@ -40,22 +39,6 @@ class TrainResult:
     model_config: ModelConfig
     train_config: TrainConfig
     epoch_seconds: list[float]  # wall-clock time of each epoch, kept apart from the history
-
-
-@contextmanager
-def deterministic(seed: int) -> Iterator[None]:
-    """Seeded RNGs and deterministic kernels inside the block; the caller's RNG state is restored."""
-    # cuBLAS needs this before its first call to be deterministic; harmless elsewhere.
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    previous = torch.are_deterministic_algorithms_enabled()
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        try:
-            yield
-        finally:
-            torch.use_deterministic_algorithms(previous)
 
 
 def parameter_groups(model: TGDFER, config: TrainConfig) -> list[dict]:

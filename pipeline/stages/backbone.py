@@ -1,0 +1,139 @@
+"""The ``backbone`` stage: the demo's own small CLIP, pretrained on rendered faces -> data/backbone/."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import click
+import torch
+from tqdm import tqdm
+
+from pipeline.config import DEFAULT_PARAMS, dataclass_settings, load_params, require, section, sections_settings
+from pipeline.paths import backbone_log
+from tg_dfer.demo.pretrain import (BackboneConfig, held_out_checks, held_out_faces, save_backbone, train_clip,
+                                   training_faces)
+from tg_dfer.detectors import DetectorSettings
+from tg_dfer.faces import CropPolicy
+from tg_dfer.prompt_sets import PromptSet, PromptSetError, load_prompt_set
+
+FOLDER = Path("data") / "backbone"
+CHECKPOINT = FOLDER / "clip.pt"
+UNUSED = FOLDER / "UNUSED"
+# Constant, so that a run for a dataset that does not use the demo backbone changes nothing downstream.
+UNUSED_TEXT = f"clip.checkpoint does not point at {CHECKPOINT.as_posix()}: the demo backbone was not trained.\n"
+
+
+def uses_backbone(checkpoint: str | None) -> bool:
+    """Whether ``clip.checkpoint`` names this stage's output (the demo's setting)."""
+    return bool(checkpoint) and checkpoint != "random" and Path(checkpoint).resolve() == CHECKPOINT.resolve()
+
+
+def _clear() -> None:
+    """Drop what an earlier run left, so that the folder holds exactly this run's output."""
+    FOLDER.mkdir(parents=True, exist_ok=True)
+    for stale in (CHECKPOINT, UNUSED):
+        stale.unlink(missing_ok=True)
+
+
+@click.command("backbone")
+@click.option("--params", "params_path", default=DEFAULT_PARAMS, show_default=True, help="Parameter file.")
+def backbone(params_path: str) -> None:
+    """Pretrain the demo's small CLIP on rendered, captioned faces -> data/backbone/clip.pt.
+
+    \b
+    Only when clip.checkpoint points at data/backbone/clip.pt (the demo). Otherwise it writes the
+    constant marker data/backbone/UNUSED and nothing else, so for real datasets a change of the
+    backbone code or params re-runs nothing downstream.
+    Outputs: data/backbone/clip.pt  a plain CLIP state_dict marked demo_weights (load_backbone
+                                    reads it; it is refused for any dataset adapter but demo)
+             metrics/<dataset>/backbone.json  per epoch: loss and the held-out checks (zero-shot
+                                    accuracy of the class prompts and descriptors on apex faces
+                                    of unseen people, apex-over-neutral AUROC, caption retrieval)
+             logs/<dataset>/backbone.json  wall times (outside git) and torch threads
+
+    \b
+    Params:  backbone.* (pretraining set: identities, images_per_identity, held_out_identities,
+             seed, crop_jitter, render_workers; clip.model.CLIP size: embed_dim, vision_width,
+             vision_layers, text_width, text_layers; AdamW: epochs, batch_size, lr,
+             text_lr_scale, weight_decay, warmup_steps); clip.checkpoint; demo.frame_size (the
+             rendered frames); faces.crop_size, faces.margin, faces.image_format,
+             faces.jpeg_quality (the crops look like the faces stage's); text.prompt_set (the
+             captions' vocabulary).
+    """
+    params = load_params(params_path)
+    config = dataclass_settings(BackboneConfig, section(params, "backbone", params_path), "backbone")
+    checkpoint = section(params, "clip", params_path).get("checkpoint") or None
+    frame_size = require(section(params, "demo", params_path), "frame_size", int, "demo", minimum=64)
+    policy, _ = sections_settings(section(params, "faces", params_path), "faces", CropPolicy, DetectorSettings)
+    prompt_set = require(section(params, "text", params_path), "prompt_set", str, "text")
+    name = require(section(params, "dataset", params_path), "name", str, "dataset")
+    metrics_file = Path("metrics") / name / "backbone.json"
+    _clear()
+    metrics_file.parent.mkdir(parents=True, exist_ok=True)
+    if not uses_backbone(checkpoint):
+        UNUSED.write_text(UNUSED_TEXT)
+        metrics_file.write_text(json.dumps({"trained": False, "reason": UNUSED_TEXT.strip()}, indent=1) + "\n")
+        click.echo(f"backbone: {UNUSED_TEXT.strip()} -> {UNUSED}")
+        return
+    try:
+        prompts = load_prompt_set(prompt_set)
+    except PromptSetError as error:
+        raise click.ClickException(str(error)) from error
+    metrics, timing = pretrain_backbone(config, frame_size, policy, prompts)
+    metrics_file.write_text(json.dumps(metrics, indent=1) + "\n")
+    log = backbone_log(name)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(json.dumps(timing, indent=1) + "\n")
+    checks = metrics["held_out"]
+    click.echo(f"backbone: {metrics['training_faces']} faces, {config.epochs} epochs in "
+               f"{timing['seconds']['total']:.0f} s ({timing['torch_threads']} threads); held-out zero-shot "
+               f"{checks['zero_shot_class_prompts']:.1f} % (class prompts), apex-over-neutral AUROC "
+               f"{checks['apex_over_neutral_auroc']:.3f} -> {CHECKPOINT}")
+
+
+def _rounded(record: dict[str, Any]) -> dict[str, Any]:
+    """A metrics record at 4 decimals: what reproduces across machines, not the float noise under it."""
+    return {key: _rounded(value) if isinstance(value, dict) else round(value, 4) if isinstance(value, float) else value
+            for key, value in record.items()}
+
+
+def pretrain_backbone(config: BackboneConfig, frame_size: int, policy: CropPolicy, prompts: PromptSet
+                      ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Render, train, check and save; returns the content of backbone.json and of its log (wall times)."""
+    started = time.perf_counter()
+    try:
+        with tqdm(total=config.identities + config.held_out_identities, desc="backbone faces", unit="person") as bar:
+            train_set = training_faces(config, frame_size, policy, prompts, bar.update)
+            held_out = held_out_faces(config, frame_size, policy, prompts, bar.update)
+    except ValueError as error:
+        raise click.ClickException(f"params: text.prompt_set: {error}") from error
+    rendered = time.perf_counter()
+    epoch_seconds = []
+
+    def after_epoch(model, record: dict) -> None:
+        epoch_seconds.append(round(record.pop("seconds"), 2))
+        record["held_out"] = held_out_checks(model, held_out, prompts)
+        click.echo(f"backbone: epoch {record['epoch']}: loss {record['loss']:.4f} ({epoch_seconds[-1]:.1f} s), "
+                   f"held-out zero-shot {record['held_out']['zero_shot_class_prompts']:.1f} %")
+
+    model, history = train_clip(train_set, config, after_epoch)
+    trained = time.perf_counter()
+    save_backbone(CHECKPOINT, model, config)
+    finished = time.perf_counter()
+    metrics = {
+        "trained": True,
+        "demo_weights": True,
+        "config": asdict(config),
+        "training_faces": len(train_set),
+        "people_skipped": {"training": train_set.skipped, "held_out": held_out.skipped},
+        "history": [_rounded(record) for record in history],
+        "held_out": _rounded(history[-1]["held_out"]),
+    }
+    timing = {"torch_threads": torch.get_num_threads(), "epoch_seconds": epoch_seconds,
+              "seconds": {"render": round(rendered - started, 2), "train": round(trained - rendered, 2),
+                          "save": round(finished - trained, 2), "total": round(finished - started, 2)}}
+    return metrics, timing
