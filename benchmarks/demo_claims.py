@@ -1,141 +1,105 @@
-"""Every claim of issue 13 about the demo, computed from a finished `dvc repro` of it.
+"""What the demo shows about TG-DFER, computed from a finished `dvc repro` of it (issue 13's claims).
 
-Run from the repository root after `dvc repro` (demo dataset, its own backbone):
+Run from the repository root after `dvc repro` (the demo dataset on its own backbone):
 
-    PYTHONPATH=$PWD .venv/bin/python benchmarks/demo_claims.py [--threads 2] [--json OUT]
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/demo_claims.py [--json OUT] [--skip-mean]
 
 Prints one JSON object:
 
-* ``pipeline``: best-on-validation UAR/WAR over the 5 folds (metrics/demo/metrics.json).
-* ``apex_auroc``: per non-neutral test clip, the AUROC with which the stored frame influence
-  (metrics/demo/predictions.h5) ranks the renderer's apex frames (labels.csv apex_frames, matched
-  through the source frames seen, frame_index) above the other frames; mean over the clips that
-  show both kinds of frame.
+* ``pipeline``: best-on-validation UAR/WAR over the folds and the apex AUROC, as metrics.json has
+  them (``apex_auroc``: how well the stored frame influence ranks the renderer's apex frames first).
 * ``table6``: each clip predicted again from its k = 1, 2, 3 highest- and lowest-influence frames
-  only (tg_dfer.evaluate.evaluate_folds with FrameSelection, on the trained checkpoints).
-* ``mil``: the 5 folds trained again through tg_dfer.train.fit with the pipeline's configs, with
-  the default pooling and with train.model.mil_pooling = mean.
-* ``zero_shot``: the untrained model (tg_dfer.model.build_model: X^I starts as the frame features
-  and X^P as the class-prompt embeddings) on each fold's test clips.
+  only (the committed checkpoints, tg_dfer.evaluate.evaluate_folds with FrameSelection).
+* ``mil_mean``: every fold trained again with train.model.mil_pooling = mean, all else as params.yaml
+  (the same training the train stage runs; `--skip-mean` leaves it out).
+* ``zero_shot``: the untrained model of `tg-dfer predict --zero-shot` (TG-DFER as initialised
+  over the class prompts' embeddings) on every fold's test clips, from the cached features.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
-import yaml
 
-from pipeline.params import clip_settings
-from pipeline.text import text_path
-from pipeline.train import fold_dir, test_folds_for, train_settings
+from pipeline.config import clip_settings, load_params
+from pipeline.loading import load_inputs, load_text_encoder
+from pipeline.paths import dataset_paths
+from pipeline.stages.train import model_config, train_settings
+from pipeline.tools.export import zero_shot_payload
 from tg_dfer.backbone import load_backbone
-from tg_dfer.cache import read_features, read_text
-from tg_dfer.evaluate import FrameSelection, evaluate_folds, read_predictions
-from tg_dfer.metrics import pair_auroc, uar, war
-from tg_dfer.model import ModelConfig, TextEncoder, build_model
-from tg_dfer.train import FeatureBank, TrainConfig, fit, load_checkpoint, model_config_for, predict
-
-CHANCE = 100.0 / 7
-
-
-def apex_auroc(predictions_path: Path, labels_path: Path) -> dict:
-    predictions = read_predictions(predictions_path)
-    with open(labels_path, newline="", encoding="utf-8") as handle:
-        rows = {row["clip_id"]: row for row in csv.DictReader(handle)}
-    scores, lacking = [], 0
-    for index, clip_id in enumerate(predictions.clip_id):
-        row = rows[clip_id]
-        if row["label"] == "neutral":
-            continue
-        seen = predictions.frame_index[index] >= 0
-        apex_frames = {int(frame) for frame in row["apex_frames"].split()}
-        apex = np.array([int(frame) in apex_frames for frame in predictions.frame_index[index][seen]])
-        if apex.all() or not apex.any():
-            lacking += 1
-        else:
-            scores.append(pair_auroc(predictions.influence[index][seen][apex],
-                                     predictions.influence[index][seen][~apex]))
-    return {"mean": round(float(np.mean(scores)), 4), "clips": len(scores),
-            "clips_without_both_kinds_of_frame": lacking}
+from tg_dfer.evaluate import FrameSelection, evaluate_folds
+from tg_dfer.inference.model_file import model_in_memory
+from tg_dfer.inference.predictor import Predictor
+from tg_dfer.metrics import report, summarize
+from tg_dfer.training.bank import FeatureBank
+from tg_dfer.training.checkpoint import load_checkpoint
+from tg_dfer.training.loop import fit
+from tg_dfer.training.predict import predict_rows
 
 
-def summary(metrics: dict) -> dict:
-    return {"uar": metrics["uar"], "war": metrics["war"], "uar_std": metrics["uar_std"], "war_std": metrics["war_std"]}
+def headline(metrics: dict) -> dict:
+    return {key: metrics[key] for key in ("uar", "war", "uar_std", "war_std")}
+
+
+def fold_summary(per_fold: dict[str, tuple[np.ndarray, np.ndarray]], names: list[str]) -> dict:
+    """Mean +- std over folds of (labels, predictions) per fold, as metrics.json reports them."""
+    return headline(summarize({fold: report(labels, pred, names) for fold, (labels, pred) in per_fold.items()}, names))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", help="also write the result here")
+    parser.add_argument("--skip-mean", action="store_true", help="leave out the mean-pooling retraining")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    params = yaml.safe_load(Path(args.params).read_text())
-    dataset = params["dataset"]["name"]
+    params = load_params(args.params)
+    paths = dataset_paths(params)
     settings = train_settings(params, args.params)
-    folds = settings["folds"]
-    features_path = Path("data") / dataset / "features.h5"
-    features = read_features(features_path)
-    text = read_text(text_path(params["text"]["prompt_set"]))
-    test_fold = test_folds_for(features, Path("data") / dataset / "manifest.csv", features_path)
-    metrics = json.loads((Path("metrics") / dataset / "metrics.json").read_text())
-    out: dict = {"dataset": dataset, "clip_sha256": features.attrs.get("checkpoint_sha256"),
-                 "demo_weights": bool(features.attrs.get("demo_weights", False)),
-                 "random_weights": features.random_weights, "pipeline": summary(metrics)}
+    inputs = load_inputs(params, with_text=True)
+    features, names = inputs.features, inputs.features.class_names
+    metrics = json.loads(paths.metrics_file.read_text())
+    out: dict = {"dataset": paths.name, "clip_sha256": features.attrs.get("checkpoint_sha256"),
+                 "demo_weights": features.demo_weights, "random_weights": features.random_weights,
+                 "pipeline": {**headline(metrics), "apex_auroc": metrics.get("apex_auroc")}}
 
-    out["apex_auroc"] = apex_auroc(Path("metrics") / dataset / "predictions.h5",
-                                   Path(params["dataset"]["root"]) / "labels.csv")
+    checkpoints = {fold: load_checkpoint(paths.checkpoint(fold)) for fold in settings.folds}
+    out["table6"] = {f"{mode}_{k}": headline(evaluate_folds(checkpoints, features, inputs.test_fold,
+                                                            frames=FrameSelection(mode, k))[1])
+                     for k in (1, 2, 3) for mode in ("highest", "lowest")}
 
-    checkpoints = {fold: load_checkpoint(fold_dir(dataset, fold) / "model.pt") for fold in folds}
-    out["table6"] = {}
-    for k in (1, 2, 3):
-        for mode in ("highest", "lowest"):
-            _, selected = evaluate_folds(checkpoints, features, test_fold, frames=FrameSelection(mode, k))
-            out["table6"][f"{mode}_{k}"] = summary(selected)
-
-    clip = clip_settings(params)
-    loaded = load_backbone(clip["name"], clip["checkpoint"], "cpu", clip["seed"])
-    encoder = TextEncoder.from_clip(loaded.model)
-    optim = TrainConfig.from_dict(settings["optim"])
-    out["mil"] = {}
-    for pooling in (settings["model"]["mil_pooling"], "mean"):
-        per_fold = []
-        for fold in folds:
-            result = fit(features, text, test_fold, fold, {**settings["model"], "mil_pooling": pooling}, optim,
-                         encoder=encoder, progress=False)
+    if not args.skip_mean:
+        encoder, _ = load_text_encoder(params, inputs, "cpu")
+        config = replace(model_config(settings, int(features.features.shape[-1]), len(names)), mil_pooling="mean")
+        per_fold = {}
+        for fold in settings.folds:
+            result = fit(features, inputs.text, inputs.test_fold, fold, config, settings.optim, encoder=encoder,
+                         progress=False)
             result.model.load_learned_state_dict(result.best_state)
             rows = result.split.test
-            pred = predict(result.model, FeatureBank(features), rows).pred
-            per_fold.append((uar(features.label[rows], pred, 7), war(features.label[rows], pred)))
-        values = np.array(per_fold)
-        out["mil"][pooling] = {"uar": round(float(values[:, 0].mean()), 2), "war": round(float(values[:, 1].mean()), 2),
-                               "uar_folds": [round(float(v), 2) for v in values[:, 0]]}
+            per_fold[str(fold)] = (features.label[rows], predict_rows(result.model, FeatureBank(features), rows).pred)
+        out["mil_mean"] = fold_summary(per_fold, names)
 
-    config = model_config_for(ModelConfig.from_dict({**settings["model"], "embed_dim": 8}), features,
-                              len(text.class_names))
-    untrained = build_model(config, text.class_names, text.class_prompts, text.descriptor_prompts,
-                            torch.from_numpy(text.class_embeddings), torch.from_numpy(text.descriptor_embeddings),
-                            encoder=encoder, seed=optim.seed)
-    bank, per_fold = FeatureBank(features), []
-    for fold in folds:
-        rows = np.flatnonzero(test_fold == fold)
-        pred = predict(untrained, bank, rows).pred
-        per_fold.append((uar(features.label[rows], pred, 7), war(features.label[rows], pred)))
-    values = np.array(per_fold)
-    out["zero_shot"] = {"uar": round(float(values[:, 0].mean()), 2), "war": round(float(values[:, 1].mean()), 2),
-                        "chance": round(CHANCE, 2)}
+    clip = clip_settings(params)
+    loaded = load_backbone(clip["name"], clip["checkpoint"], "cpu", clip["seed"],
+                           allow_demo_weights=clip["allow_demo_weights"])
+    predictor = Predictor(model_in_memory(zero_shot_payload(params, args.params, loaded, clip["seed"]), "zero-shot"),
+                          loaded)
+    probs, _, _ = predictor.classify(features.features[:, 0].astype(np.float32), features.num_frames)
+    pred = probs.argmax(axis=1)
+    out["zero_shot"] = {**fold_summary({str(fold): (features.label[inputs.test_fold == fold],
+                                                    pred[inputs.test_fold == fold]) for fold in settings.folds}, names),
+                        "chance": round(100.0 / len(names), 2)}
     out["seconds"] = round(time.perf_counter() - started, 1)
-    text_out = json.dumps(out, indent=1)
-    print(text_out)
+    text = json.dumps(out, indent=1)
+    print(text)
     if args.json:
-        Path(args.json).write_text(text_out + "\n")
+        Path(args.json).write_text(text + "\n")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import torch
 from tqdm import tqdm
 
 from pipeline.config import DEFAULT_PARAMS, dataclass_settings, load_params, require, section, sections_settings
@@ -133,7 +132,7 @@ def pretrain_backbone(config: BackboneConfig, frame_size: int, policy: CropPolic
         "history": [_rounded(record) for record in history],
         "held_out": _rounded(history[-1]["held_out"]),
     }
-    timing = {"torch_threads": torch.get_num_threads(), "epoch_seconds": epoch_seconds,
+    timing = {"torch_threads": config.torch_threads, "epoch_seconds": epoch_seconds,
               "seconds": {"render": round(rendered - started, 2), "train": round(trained - rendered, 2),
                           "save": round(finished - trained, 2), "total": round(finished - started, 2)}}
     return metrics, timing

@@ -16,7 +16,8 @@ from tg_dfer.io.features_h5 import FeatureCache
 
 from helpers import REPO
 
-MODEL_ATTRS = {"clip_model": "ViT-B/32", "checkpoint_sha256": "ab" * 32, "random_weights": True, "embed_dim": 8}
+MODEL_ATTRS = {"clip_model": "ViT-B/32", "checkpoint_sha256": "ab" * 32, "random_weights": True, "demo_weights": False,
+               "embed_dim": 8}
 
 
 def tiny_params(**changes) -> dict:

@@ -30,7 +30,7 @@ from tg_dfer.prompt_sets import load_prompt_set
 DFEW = load_prompt_set("dfew")
 TINY = dict(identities=3, images_per_identity=3, held_out_identities=1, render_workers=1, embed_dim=16,
             vision_width=2, vision_layers=[1, 1, 1, 1], text_width=64, text_layers=1, epochs=1, batch_size=4,
-            warmup_steps=1)
+            warmup_steps=1, torch_threads=1)
 
 
 def descriptor_phrases() -> set[str]:
@@ -147,14 +147,15 @@ def test_encode_tokens_is_clips_encode_text(one_thread):
 
 @pytest.fixture(scope="module")
 def tiny_backbone(tmp_path_factory):
-    """A tiny backbone trained twice from the same config, saved to two files."""
+    """A tiny backbone trained twice from the same config, by callers with 1 and 2 threads, saved to two files."""
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
     config = BackboneConfig(**TINY)
     faces = training_faces(config, 256, CropPolicy(), DFEW)
     paths = []
-    for run in range(2):  # torch.save names the records after the file: the same name in two folders
+    for run, caller_threads in enumerate((1, 2)):  # torch.save names records after the file: same name, two folders
+        torch.set_num_threads(caller_threads)
         model, history = train_clip(faces, config)
+        assert torch.get_num_threads() == caller_threads  # the config's count held only inside training
         paths.append(tmp_path_factory.mktemp(f"run{run}") / "clip.pt")
         save_backbone(paths[-1], model, config)
     torch.set_num_threads(before)

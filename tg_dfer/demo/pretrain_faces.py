@@ -32,7 +32,7 @@ from tg_dfer.demo.face import EXPRESSIONS, PARAM_INDEX, FaceParams, draw_face
 from tg_dfer.demo.head import HeadCanvas, render_head
 from tg_dfer.demo.identity import FACE_HEIGHT, Look, sample_look
 from tg_dfer.demo.scene import NOISE_MARGIN, compose, render_background, sample_lighting, sample_motion
-from tg_dfer.detectors import OpenCVDetector
+from tg_dfer.detectors import HaarSearch, OpenCVDetector
 from tg_dfer.faces import CropPolicy, crop_square
 from tg_dfer.io.images import decode_image, encode_image
 from tg_dfer.parallel import ordered_map, per_thread
@@ -139,7 +139,9 @@ def held_out_plan() -> list[tuple[int, float]]:
 
 
 # One Haar cascade per rendering thread: OpenCV's classifier is not shared safely between threads.
-_detector = per_thread(OpenCVDetector)
+# The plain frontal pass: a person whose neutral face it misses is left out (pretraining needs no
+# hard faces), and the pretraining set stays the one the committed backbone was trained on.
+_detector = per_thread(lambda: OpenCVDetector(HaarSearch(equalise=False, tilt=0.0)))
 
 
 def render_person(index: int, plan: Plan, seed: int,
