@@ -5,6 +5,10 @@
   in the labels (balanced accuracy); a class with no test clip has no recall and is left out.
 
 Clips with label -1 (unknown) are ignored everywhere.
+
+:func:`frame_auroc` scores localisation instead: how well per-frame scores (the frame influence)
+rank the frames known to carry the expression above the others, as a fraction (chance 0.5), by
+the pairwise :func:`pair_auroc`.
 """
 
 from __future__ import annotations
@@ -56,13 +60,29 @@ def war(labels: Sequence[int], preds: Sequence[int]) -> float:
 
 
 def pair_auroc(positive: Sequence[float], negative: Sequence[float]) -> float:
-    """AUROC of two samples: the probability that a positive scores above a negative, ties counting half."""
-    positive, negative = np.asarray(positive, dtype=float), np.asarray(negative, dtype=float)
+    """AUROC of two score samples: the share of (positive, negative) pairs where the positive one
+    scores higher, ties counting half (NaN when either sample is empty)."""
+    positive, negative = np.asarray(positive, dtype=np.float64), np.asarray(negative, dtype=np.float64)
     if not len(positive) or not len(negative):
-        raise ValueError("an AUROC needs at least one positive and one negative score")
-    greater = (positive[:, None] > negative[None, :]).mean()
-    ties = (positive[:, None] == negative[None, :]).mean()
-    return float(greater + 0.5 * ties)
+        return float("nan")
+    pairs = positive[:, None] - negative[None, :]
+    return float(np.mean((pairs > 0) + 0.5 * (pairs == 0)))
+
+
+def frame_auroc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Mean over clips of the AUROC of ``scores`` (N, T) ranking the ``positive`` (N, T) frames first.
+
+    Per clip: :func:`pair_auroc` of its positive against its other frames. NaN scores (padding)
+    take no part; a clip without a positive or without a negative frame has no AUROC and is left
+    out (NaN when no clip has one).
+    """
+    scores, positive = np.asarray(scores, dtype=np.float64), np.asarray(positive, dtype=bool)
+    if scores.shape != positive.shape or scores.ndim != 2:
+        raise ValueError(f"scores {scores.shape} and positive frames {positive.shape} must be 2-d of the same shape")
+    per_clip = [pair_auroc(clip_scores[seen & clip_positive], clip_scores[seen & ~clip_positive])
+                for clip_scores, clip_positive, seen in zip(scores, positive, ~np.isnan(scores))]
+    per_clip = [value for value in per_clip if not np.isnan(value)]
+    return float(np.mean(per_clip)) if per_clip else float("nan")
 
 
 def report(labels: Sequence[int], preds: Sequence[int], class_names: Sequence[str]) -> dict:

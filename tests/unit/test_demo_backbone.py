@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 
-import click
 import clip
 import numpy as np
 import pytest
@@ -24,7 +23,6 @@ from tg_dfer.demo.pretrain import (BackboneConfig, build_clip, embed_texts, enco
 from tg_dfer.demo.pretrain_faces import identity_rng
 from tg_dfer.faces import CropPolicy
 from tg_dfer.hashes import sha256_file
-from tg_dfer.metrics import pair_auroc
 from tg_dfer.prompt_sets import load_prompt_set
 
 DFEW = load_prompt_set("dfew")
@@ -237,14 +235,3 @@ def test_stage_checks_its_params_before_any_work(tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["backbone"])
     assert result.exit_code != 0 and "params: backbone.vision_width must be even" in result.output
     assert not (tmp_path / "data").exists()
-
-
-def test_pair_auroc_is_the_mann_whitney_statistic():
-    rng = np.random.default_rng(0)
-    positive, negative = rng.normal(1, 1, 40).round(1), rng.normal(0, 1, 60).round(1)  # rounded: with ties
-    scores = np.concatenate([positive, negative])
-    ranks = np.array([np.mean(np.flatnonzero(np.sort(scores) == value)) + 1 for value in scores])  # mid-ranks
-    u = ranks[:40].sum() - 40 * 41 / 2
-    assert pair_auroc(positive, negative) == pytest.approx(u / (40 * 60))
-    with pytest.raises(ValueError):
-        pair_auroc([], negative)

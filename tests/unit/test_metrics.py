@@ -1,4 +1,4 @@
-"""UAR, WAR, per-class recall and confusion matrices against independent computations."""
+"""UAR, WAR, per-class recall, confusion matrices and frame AUROC against independent computations."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from tg_dfer.metrics import confusion_matrix, per_class_recall, report, summarize, uar, war
+from tg_dfer.metrics import confusion_matrix, frame_auroc, pair_auroc, per_class_recall, report, summarize, uar, war
 
 NAMES = ["a", "b", "c", "d"]
 
@@ -90,3 +90,48 @@ def test_bad_inputs():
         confusion_matrix([0, 1], [0], 2)
     with pytest.raises(ValueError):
         confusion_matrix([0, 5], [0, 1], 2)
+
+
+def rank_sum_auroc(scores, positive):
+    """AUROC from the Mann-Whitney rank sum, with average ranks of ties counted in a loop."""
+    order = sorted(range(len(scores)), key=lambda i: scores[i])
+    ranks = [0.0] * len(scores)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and scores[order[j + 1]] == scores[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    hits = sum(positive)
+    misses = len(positive) - hits
+    return (sum(r for r, p in zip(ranks, positive) if p) - hits * (hits + 1) / 2) / (hits * misses)
+
+
+def test_pair_auroc_against_the_rank_sum():
+    rng = np.random.default_rng(1)
+    positive, negative = rng.integers(0, 6, size=20).astype(float), rng.integers(0, 4, size=35).astype(float)
+    labels = [True] * len(positive) + [False] * len(negative)
+    assert pair_auroc(positive, negative) == pytest.approx(rank_sum_auroc(list(positive) + list(negative), labels))
+    assert pair_auroc([2.0], [1.0, 3.0]) == 0.5
+    assert math.isnan(pair_auroc([], [1.0]))
+
+
+def test_frame_auroc():
+    positive = np.array([[True, True, False, False], [False, True, False, False]])
+    assert frame_auroc(np.array([[4.0, 3.0, 2.0, 1.0], [0.0, 9.0, 1.0, 2.0]]), positive) == 1.0
+    assert frame_auroc(np.array([[1.0, 2.0, 3.0, 4.0], [9.0, 0.0, 1.0, 2.0]]), positive) == 0.0
+    assert frame_auroc(np.ones((2, 4)), positive) == 0.5  # ties count half
+    # padding (NaN) takes no part; a clip with no negative frame left has no AUROC and is skipped
+    padded = np.array([[4.0, 1.0, 2.0, np.nan], [np.nan, 5.0, np.nan, np.nan]])
+    assert frame_auroc(padded, positive) == pytest.approx(rank_sum_auroc([4.0, 1.0, 2.0], [True, True, False]))
+    assert math.isnan(frame_auroc(np.full((1, 4), np.nan), positive[:1]))
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 5, size=(30, 16)).astype(float)  # many ties
+    positive = rng.random((30, 16)) < 0.3
+    positive[:, 0], positive[:, 1] = True, False
+    expected = np.mean([rank_sum_auroc(list(s), list(p)) for s, p in zip(scores, positive)])
+    assert frame_auroc(scores, positive) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="same shape"):
+        frame_auroc(scores, positive[:, :3])
