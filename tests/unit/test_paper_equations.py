@@ -140,7 +140,8 @@ def paper_head(model, instances: torch.Tensor, text: torch.Tensor, visual_prompt
         for t in range(T):
             for k in range(C):
                 frame_scores[b, t, k] = cosine(instances[b, t], prompts[k]) / tau  # Eq. 11, per frame
-        bag = torch.tensor([topk_mean(frame_scores[b, :, k].tolist(), math.ceil(T * 0.25)) for k in range(C)])
+        k_frames = math.ceil(T * model.config.topk_fraction)
+        bag = torch.tensor([topk_mean(frame_scores[b, :, k].tolist(), k_frames) for k in range(C)])
         probs[b] = torch.softmax(bag, dim=0)  # Eq. 11: softmax over the C classes
     return probs, frame_scores, attention
 

@@ -61,7 +61,7 @@ def test_frame_scores_are_clip_s_zero_shot_scores_and_pooled_as_configured():
     x = unit_rows(frames.astype(np.float64))
     scores = x @ cache.class_embeddings.astype(np.float64).T * 100.0  # (N, F, C)
     for clip, count in enumerate(valid):
-        k = math.ceil(count * 0.25)  # topk pooling of 25 % of the valid frames
+        k = math.ceil(count * config.topk_fraction)  # topk pooling of that share of the valid frames
         logits = np.sort(scores[clip, :count], axis=0)[::-1][:k].mean(axis=0)
         expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
         assert np.allclose(probs[clip], expected, atol=1e-4)

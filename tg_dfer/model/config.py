@@ -41,7 +41,7 @@ class ModelConfig:
     # Visual prompt (Sec. 3.3.2, Eqs. 7-10) and bag prediction (Sec. 3.3.2, Eq. 11).
     visual_prompt: str = "add"  # add: X^P = MLP(X^FP + V^P) + X^CP | prepend: V^P as a prompt token | none
     mil_pooling: str = "topk"  # per-frame scores -> bag score: mean | max | lse | attention | topk (docs/model.md)
-    topk_fraction: float = 0.25  # mil_pooling = topk: share of the valid frames averaged
+    topk_fraction: float = 0.125  # mil_pooling = topk: share of the valid frames averaged (2 of 16)
     tau: float = 0.01  # temperature of every cosine similarity (Eqs. 8 and 11)
 
     def __post_init__(self) -> None:
