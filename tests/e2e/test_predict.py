@@ -18,10 +18,8 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from click.testing import CliRunner
 from PIL import Image
 
-from pipeline.cli import main
 from tg_dfer.backbone import load_backbone
 from tg_dfer.detectors import HaarSearch
 from tg_dfer.evaluate import predict_fold
@@ -32,17 +30,11 @@ from tg_dfer.io.features_h5 import read_features
 from tg_dfer.training.checkpoint import load_checkpoint
 from tg_dfer.video import open_video
 
-from helpers import REPO
 from helpers.hostile_media import ffmpeg
 from helpers.media import tiny_clip
-from helpers.projects import tiny_params
+from helpers.projects import PREDICT_SCHEMA, invoke, tiny_params
 
-SCHEMA = json.loads((REPO / "docs" / "predict.schema.json").read_text())
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def cli(*args: str):
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +51,7 @@ def project(tmp_path_factory):
         for args in (["demo", "--out", "data/demo/videos"], ["prepare"], ["faces"], ["embed"], ["text"],
                      ["train", "--fold", "1", "--no-progress"], ["train", "--fold", "2", "--no-progress"],
                      ["export", "--fold", "1", "--out", "exports/fold1.pt"], ["export"]):
-            result = cli(*args)
+            result = invoke(*args)
             assert result.exit_code == 0, (args, result.output, result.stderr)
     return folder
 
@@ -70,7 +62,7 @@ def test_a_model_file_from_before_the_opencv_passes_keeps_the_plain_detector(tmp
 
 
 def predict_json(project: Path, *args: str) -> tuple[dict, object]:
-    result = cli("predict", str(project / "exports/demo.pt"), "--no-progress", "--workers", "2",
+    result = invoke("predict", str(project / "exports/demo.pt"), "--no-progress", "--workers", "2",
                  "--out", str(project / "out.json"), *args)
     document = json.loads((project / "out.json").read_text()) if (project / "out.json").is_file() else None
     return document, result
@@ -100,7 +92,7 @@ def test_export_round_trip_holds_everything_inference_needs(project):
 
 def test_loading_refuses_other_clip_weights_and_other_files(project, tmp_path):
     torch.save(tiny_clip(seed=1).state_dict(), tmp_path / "other.pt")
-    result = cli("predict", str(project / "exports/demo.pt"), str(project / "data/demo/videos"),
+    result = invoke("predict", str(project / "exports/demo.pt"), str(project / "data/demo/videos"),
                  "--clip-checkpoint", str(tmp_path / "other.pt"), "--no-progress")
     assert result.exit_code != 0
     assert "SHA-256" in result.stderr and "exports/demo.pt" in result.stderr and "other.pt" in result.stderr
@@ -115,7 +107,7 @@ def test_predict_on_demo_and_real_clips_with_figures_and_sliding(project, media,
               str(tmp_path / "notes.mp4"), str(tmp_path / "missing.mp4")]
     document, result = predict_json(project, *inputs, "--figure", str(tmp_path / "figures"), "--sliding", "1.0")
     assert result.exit_code == 0, result.stderr
-    jsonschema.validate(document, SCHEMA)
+    jsonschema.validate(document, PREDICT_SCHEMA)
     assert not document["model"]["zero_shot"] and document["model"]["prompt_set"] is None
     videos = {Path(video["input"]).name: video for video in document["videos"]}
     assert len(document["videos"]) == 14 + 1 + 4 and len(videos) == 19
@@ -154,7 +146,7 @@ def test_predict_gives_the_pipeline_s_predictions_for_pipeline_clips(project):
     features = read_features(project / "data/demo/features.h5")
     reference = predict_fold(load_checkpoint(project / "models/demo/fold1/model.pt"), features,
                              np.arange(len(features.clip_id)), 1)
-    result = cli("predict", str(project / "exports/fold1.pt"), str(project / "data/demo/videos"), "--no-progress",
+    result = invoke("predict", str(project / "exports/fold1.pt"), str(project / "data/demo/videos"), "--no-progress",
                  "--workers", "1", "--batch-size", "5")
     assert result.exit_code == 0, result.stderr
     videos = {Path(v["input"]).stem: v for v in json.loads(result.stdout)["videos"]}
@@ -169,7 +161,7 @@ def test_strict_exit_status_and_csv(project, tmp_path):
     (tmp_path / "broken.mp4").write_bytes(b"\x00" * 100)
     clip = sorted((project / "data/demo/videos").glob("*.mp4"))[0]
     out = tmp_path / "out.csv"
-    lenient = cli("predict", str(project / "exports/demo.pt"), str(clip), str(tmp_path / "broken.mp4"),
+    lenient = invoke("predict", str(project / "exports/demo.pt"), str(clip), str(tmp_path / "broken.mp4"),
                   "--format", "csv", "--out", str(out), "--no-progress")
     assert lenient.exit_code == 0, lenient.stderr
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
@@ -180,11 +172,11 @@ def test_strict_exit_status_and_csv(project, tmp_path):
     assert len(good["frame_index"].split()) == len(good["influence"].split()) == len(good["face_score"].split())
     assert bad["status"] == "failed" and "broken.mp4" in bad["reason"] and bad["prediction"] == ""
     assert good["model"] == bad["model"] == "trained"
-    strict = cli("predict", str(project / "exports/demo.pt"), str(clip), str(tmp_path / "broken.mp4"),
+    strict = invoke("predict", str(project / "exports/demo.pt"), str(clip), str(tmp_path / "broken.mp4"),
                  "--strict", "--format", "csv", "--out", str(out), "--no-progress")
     assert strict.exit_code == 1 and "broken.mp4" in strict.stderr
     assert len(list(csv.DictReader(io.StringIO(out.read_text())))) == 2  # the output is still written
-    assert cli("predict", str(project / "exports/demo.pt"), str(clip), "--strict", "--out", str(out),
+    assert invoke("predict", str(project / "exports/demo.pt"), str(clip), "--strict", "--out", str(out),
                "--no-progress").exit_code == 0
 
 
@@ -228,7 +220,7 @@ def test_predict_accounts_for_every_file_of_a_folder(project, tmp_path):
 
     document, result = predict_json(project, str(folder))
     assert result.exit_code == 0, result.stderr
-    jsonschema.validate(document, SCHEMA)
+    jsonschema.validate(document, PREDICT_SCHEMA)
     videos = {Path(video["input"]).name: video for video in document["videos"]}
     skipped = {Path(file["file"]).name: file["reason"] for file in document["skipped"]}
     assert sorted(videos) == sorted([clip.name for clip in demo[:3]] + ["first.gif", "second.gif", "speech.mp4",
@@ -246,7 +238,7 @@ def test_predict_accounts_for_every_file_of_a_folder(project, tmp_path):
     for name in ("notes.txt", "readme.txt", "speech.wav", "speech.mp4"):
         assert name in result.stderr
 
-    result = cli("predict", str(project / "exports/demo.pt"), str(folder), "--format", "csv", "--no-progress")
+    result = invoke("predict", str(project / "exports/demo.pt"), str(folder), "--format", "csv", "--no-progress")
     rows = {Path(row["input"]).name: row for row in csv.DictReader(io.StringIO(result.stdout))}
     assert set(rows) == set(videos) | set(skipped)
     assert {name: row["status"] for name, row in rows.items() if name in skipped} == dict.fromkeys(skipped, "skipped")
@@ -256,14 +248,14 @@ def test_predict_accounts_for_every_file_of_a_folder(project, tmp_path):
 def test_skipped_files_do_not_count_for_strict(project, tmp_path):
     shutil.copy(sorted((project / "data/demo/videos").glob("*.mp4"))[0], tmp_path / "clip.mp4")
     (tmp_path / "notes.txt").write_text("not a video\n")
-    result = cli("predict", str(project / "exports/demo.pt"), str(tmp_path), "--strict", "--no-progress")
+    result = invoke("predict", str(project / "exports/demo.pt"), str(tmp_path), "--strict", "--no-progress")
     assert result.exit_code == 0, result.stderr
     document = json.loads(result.stdout)
     assert [file["file"] for file in document["skipped"]] == [str(tmp_path / "notes.txt")]
 
 
 def test_faceless_clips_are_predicted_only_when_asked(project, media):
-    result = cli("predict", str(project / "exports/demo.pt"), str(media / "pyfeat" / "no_face.mp4"),
+    result = invoke("predict", str(project / "exports/demo.pt"), str(media / "pyfeat" / "no_face.mp4"),
                  "--predict-faceless", "--strict", "--no-progress")
     assert result.exit_code == 0, result.stderr
     video = json.loads(result.stdout)["videos"][0]

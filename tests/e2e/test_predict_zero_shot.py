@@ -17,19 +17,11 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from click.testing import CliRunner
 
-from pipeline.cli import main
 
-from helpers import REPO
-from helpers.projects import tiny_params
+from helpers.projects import PREDICT_SCHEMA, invoke, tiny_params
 
-SCHEMA = json.loads((REPO / "docs" / "predict.schema.json").read_text())
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def cli(*args: str):
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +34,7 @@ def project(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(folder)
         torch.set_num_threads(1)
-        result = cli("demo", "--out", "data/demo/videos")
+        result = invoke("demo", "--out", "data/demo/videos")
         assert result.exit_code == 0, result.output
     return folder
 
@@ -70,11 +62,11 @@ def clips(project: Path, count: int = 2) -> list[str]:
 
 def test_zero_shot_predictions_are_marked_in_json_csv_and_figures(project, titles, monkeypatch):
     monkeypatch.chdir(project)
-    result = cli("predict", "--zero-shot", *clips(project), "--out", "out.json", "--figure", "figures",
+    result = invoke("predict", "--zero-shot", *clips(project), "--out", "out.json", "--figure", "figures",
                  "--sliding", "0.8", "--no-progress", "--workers", "1")
     assert result.exit_code == 0, result.output
     document = json.loads((project / "out.json").read_text())
-    jsonschema.validate(document, SCHEMA)
+    jsonschema.validate(document, PREDICT_SCHEMA)
     model = document["model"]
     assert model["zero_shot"] and model["prompt_set"] == "dfew" and model["folds"] == [] and model["weights"] == "zero-shot"
     assert model["random_clip_weights"] and model["clip_model"] == "ViT-B/32" and "built in memory" in model["file"]
@@ -87,7 +79,7 @@ def test_zero_shot_predictions_are_marked_in_json_csv_and_figures(project, title
     assert len(titles) == 4  # two figures, two timelines
     assert all("[zero-shot, prompt set dfew]" in title and "[random CLIP weights" in title for title in titles)
 
-    table = cli("predict", "--zero-shot", *clips(project), "--format", "csv", "--no-progress", "--workers", "1")
+    table = invoke("predict", "--zero-shot", *clips(project), "--format", "csv", "--no-progress", "--workers", "1")
     assert table.exit_code == 0, table.output
     rows = list(csv.DictReader(io.StringIO(table.stdout)))
     assert len(rows) == 2 and [row["model"] for row in rows] == ["zero-shot", "zero-shot"]
@@ -97,14 +89,14 @@ def test_zero_shot_predictions_are_marked_in_json_csv_and_figures(project, title
 
 def test_an_exported_zero_shot_model_predicts_the_same(project, monkeypatch):
     monkeypatch.chdir(project)
-    exported = cli("export", "--zero-shot")
+    exported = invoke("export", "--zero-shot")
     assert exported.exit_code == 0, exported.output
     assert "exports/zero-shot-dfew.pt" in exported.output and "RANDOM CLIP WEIGHTS" in exported.output
-    from_file = cli("predict", "exports/zero-shot-dfew.pt", *clips(project), "--no-progress", "--workers", "1")
-    in_memory = cli("predict", "--zero-shot", *clips(project), "--no-progress", "--workers", "1")
+    from_file = invoke("predict", "exports/zero-shot-dfew.pt", *clips(project), "--no-progress", "--workers", "1")
+    in_memory = invoke("predict", "--zero-shot", *clips(project), "--no-progress", "--workers", "1")
     assert from_file.exit_code == 0 and in_memory.exit_code == 0, (from_file.output, in_memory.output)
     file_document, memory_document = json.loads(from_file.stdout), json.loads(in_memory.stdout)
-    jsonschema.validate(file_document, SCHEMA)
+    jsonschema.validate(file_document, PREDICT_SCHEMA)
     assert file_document["model"]["zero_shot"] and file_document["model"]["file"] == "exports/zero-shot-dfew.pt"
     for ours, theirs in zip(file_document["videos"], memory_document["videos"]):
         names = sorted(ours["probabilities"])
@@ -116,6 +108,6 @@ def test_an_exported_zero_shot_model_predicts_the_same(project, monkeypatch):
 
 def test_zero_shot_takes_no_model_file_and_export_no_folds(project, monkeypatch):
     monkeypatch.chdir(project)
-    missing = cli("predict", "only-a-model.pt")
+    missing = invoke("predict", "only-a-model.pt")
     assert missing.exit_code != 0 and "no INPUTS" in missing.output
-    assert cli("export", "--zero-shot", "--fold", "1").exit_code != 0
+    assert invoke("export", "--zero-shot", "--fold", "1").exit_code != 0

@@ -66,6 +66,18 @@ def write_project(folder: Path, root: Path, labels: dict[str, str], **changes) -
     return folder
 
 
+PREDICT_SCHEMA = json.loads((REPO / "docs" / "predict.schema.json").read_text())
+
+
+def invoke(*args: str):
+    """``tg-dfer ARGS`` in this process, through click's test runner; exceptions propagate."""
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
 def cli(folder: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """``tg-dfer ARGS`` in a fresh Python process, with this checkout's code."""
     environment = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1",
