@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -13,10 +14,11 @@ from tqdm import tqdm
 
 from pipeline.config import DEFAULT_PARAMS, dataclass_settings, load_params, require, section, sections_settings
 from pipeline.paths import backbone_log
-from tg_dfer.demo.pretrain import (BackboneConfig, held_out_checks, held_out_faces, save_backbone, train_clip,
-                                   training_faces)
+from tg_dfer.demo.pretrain import (BackboneConfig, check_pretrained, held_out_checks, held_out_faces, save_backbone,
+                                   train_clip, training_faces)
 from tg_dfer.detectors import DetectorSettings
 from tg_dfer.faces import CropPolicy
+from tg_dfer.io.atomic import atomic_path
 from tg_dfer.prompt_sets import PromptSet, PromptSetError, load_prompt_set
 
 FOLDER = Path("data") / "backbone"
@@ -46,7 +48,11 @@ def backbone(params_path: str) -> None:
     \b
     Only when clip.checkpoint points at data/backbone/clip.pt (the demo). Otherwise it writes the
     constant marker data/backbone/UNUSED and nothing else, so for real datasets a change of the
-    backbone code or params re-runs nothing downstream.
+    backbone code or params re-runs nothing downstream. With backbone.pretrained (the demo's
+    default: assets/demo-backbone.pt, which this stage trained) it checks that the file was
+    trained with these settings and copies it and its record instead of training: training is
+    deterministic on one kind of CPU only, and the shipped weights give every machine the same
+    features. backbone.pretrained '' trains (about 16 min on 2 cores).
     Outputs: data/backbone/clip.pt  a plain CLIP state_dict marked demo_weights (load_backbone
                                     reads it; it is refused for any dataset adapter but demo)
              metrics/<dataset>/backbone.json  per epoch: loss and the held-out checks (zero-shot
@@ -58,7 +64,8 @@ def backbone(params_path: str) -> None:
     Params:  backbone.* (pretraining set: identities, images_per_identity, held_out_identities,
              seed, crop_jitter, render_workers; clip.model.CLIP size: embed_dim, vision_width,
              vision_layers, text_width, text_layers; AdamW: epochs, batch_size, lr,
-             text_lr_scale, weight_decay, warmup_steps); clip.checkpoint; demo.frame_size (the
+             text_lr_scale, weight_decay, warmup_steps, torch_threads; pretrained);
+             clip.checkpoint; demo.frame_size (the
              rendered frames); faces.crop_size, faces.margin, faces.image_format,
              faces.jpeg_quality (the crops look like the faces stage's); text.prompt_set (the
              captions' vocabulary).
@@ -78,11 +85,18 @@ def backbone(params_path: str) -> None:
         metrics_file.write_text(json.dumps({"trained": False, "reason": UNUSED_TEXT.strip()}, indent=1) + "\n")
         click.echo(f"backbone: {UNUSED_TEXT.strip()} -> {UNUSED}")
         return
+    trained_with = {"demo.frame_size": frame_size, "faces.crop_size": policy.crop_size, "faces.margin": policy.margin,
+                    "faces.image_format": policy.image_format, "faces.jpeg_quality": policy.jpeg_quality,
+                    "text.prompt_set": prompt_set}
+    if config.pretrained:
+        use_pretrained(Path(config.pretrained), config, trained_with, metrics_file)
+        return
     try:
         prompts = load_prompt_set(prompt_set)
     except PromptSetError as error:
         raise click.ClickException(str(error)) from error
     metrics, timing = pretrain_backbone(config, frame_size, policy, prompts)
+    metrics["trained_with"] = trained_with
     metrics_file.write_text(json.dumps(metrics, indent=1) + "\n")
     log = backbone_log(name)
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -92,6 +106,29 @@ def backbone(params_path: str) -> None:
                f"{timing['seconds']['total']:.0f} s ({timing['torch_threads']} threads); held-out zero-shot "
                f"{checks['zero_shot_class_prompts']:.1f} % (class prompts), apex-over-neutral AUROC "
                f"{checks['apex_over_neutral_auroc']:.3f} -> {CHECKPOINT}")
+
+
+def use_pretrained(path: Path, config: BackboneConfig, trained_with: dict[str, Any], metrics_file: Path) -> None:
+    """Copy a backbone this stage trained before (``backbone.pretrained``) and its record (the .json
+    beside it), after checking that it was trained with these settings."""
+    record_path = path.with_suffix(".json")
+    try:
+        check_pretrained(path, config)
+        record = json.loads(record_path.read_text())
+    except (ValueError, OSError) as error:
+        reason = error if isinstance(error, ValueError) else f"{record_path}: {error.strerror}"
+        raise click.ClickException(f"params: backbone.pretrained: {reason}. Set backbone.pretrained to '' to "
+                                   "train this config (about 16 min on 2 CPU cores)") from error
+    differ = [f"{key} {record.get('trained_with', {}).get(key)!r} there, {value!r} here"
+              for key, value in trained_with.items() if record.get("trained_with", {}).get(key) != value]
+    if differ:
+        raise click.ClickException(f"params: backbone.pretrained: {path} was trained on other faces: "
+                                   f"{'; '.join(differ)}. Set backbone.pretrained to '' to train for these")
+    with atomic_path(CHECKPOINT) as temporary:
+        shutil.copyfile(path, temporary)
+    metrics_file.write_text(record_path.read_text())
+    click.echo(f"backbone: {path}, trained by this stage with these settings (record: {record_path}), "
+               f"not trained again -> {CHECKPOINT}")
 
 
 def _rounded(record: dict[str, Any]) -> dict[str, Any]:

@@ -26,7 +26,7 @@ def tiny_params(**changes) -> dict:
     # The real ViT-B/32 architecture with random weights: the backbone stage then only writes its marker.
     params["clip"].update(model="ViT-B/32", checkpoint="random")
     params["backbone"].update(identities=3, images_per_identity=3, held_out_identities=1, embed_dim=16,
-                              vision_width=2, vision_layers=[1, 1, 1, 1], epochs=1, batch_size=4)
+                              vision_width=2, vision_layers=[1, 1, 1, 1], epochs=1, batch_size=4, pretrained="")
     params["faces"]["frames_per_clip"] = 6
     params["embed"].update(frames_per_clip=4, views=2, batch_size=32)
     params["train"]["folds"] = [1, 2]

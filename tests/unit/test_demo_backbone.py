@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import clip
@@ -28,7 +29,7 @@ from tg_dfer.prompt_sets import load_prompt_set
 DFEW = load_prompt_set("dfew")
 TINY = dict(identities=3, images_per_identity=3, held_out_identities=1, render_workers=1, embed_dim=16,
             vision_width=2, vision_layers=[1, 1, 1, 1], text_width=64, text_layers=1, epochs=1, batch_size=4,
-            warmup_steps=1, torch_threads=1)
+            warmup_steps=1, torch_threads=1, pretrained="")
 
 
 def descriptor_phrases() -> set[str]:
@@ -235,3 +236,38 @@ def test_stage_checks_its_params_before_any_work(tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["backbone"])
     assert result.exit_code != 0 and "params: backbone.vision_width must be even" in result.output
     assert not (tmp_path / "data").exists()
+
+
+def pretrained_project(tmp_path, monkeypatch, tiny_backbone, **changes):
+    """A project whose backbone.pretrained is the tiny backbone, with its record beside it."""
+    config, _, _, (first, _) = tiny_backbone
+    asset = tmp_path / "assets" / "backbone.pt"
+    asset.parent.mkdir()
+    asset.write_bytes(first.read_bytes())
+    params = tiny_params(**{"clip.checkpoint": str(CHECKPOINT), **{f"backbone.{k}": v for k, v in TINY.items()},
+                            "backbone.pretrained": str(asset), **changes})
+    trained_with = {"demo.frame_size": params["demo"]["frame_size"], "faces.crop_size": 224, "faces.margin": 1.3,
+                    "faces.image_format": "jpeg", "faces.jpeg_quality": 95, "text.prompt_set": "dfew"}
+    asset.with_suffix(".json").write_text(json.dumps({"trained": True, "trained_with": trained_with}) + "\n")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(tmp_path)
+    return asset
+
+
+def test_stage_copies_a_backbone_trained_with_these_settings_instead_of_training(tiny_backbone, tmp_path, monkeypatch):
+    asset = pretrained_project(tmp_path, monkeypatch, tiny_backbone)
+    result = CliRunner().invoke(main, ["backbone"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / CHECKPOINT).read_bytes() == asset.read_bytes()
+    assert (tmp_path / "metrics/demo/backbone.json").read_text() == asset.with_suffix(".json").read_text()
+    assert not (tmp_path / "logs").exists()  # nothing was trained
+
+
+@pytest.mark.parametrize("change, named", [({"backbone.epochs": 2}, "epochs 1 there, 2 here"),
+                                           ({"faces.crop_size": 192}, "faces.crop_size 224 there, 192 here")])
+def test_stage_refuses_a_pretrained_backbone_of_other_settings(tiny_backbone, tmp_path, monkeypatch, change, named):
+    asset = pretrained_project(tmp_path, monkeypatch, tiny_backbone, **change)
+    result = CliRunner().invoke(main, ["backbone"])
+    assert result.exit_code != 0 and named in result.output and str(asset) in result.output, result.output
+    assert "backbone.pretrained to ''" in result.output and not (tmp_path / CHECKPOINT).exists()
+

@@ -71,6 +71,10 @@ class BackboneConfig:
     # The reductions of a convolution are split by thread, so another count gives other weights (and,
     # downstream, other metrics): the count is part of the result, fixed here, not taken from the machine.
     torch_threads: int = 2
+    # A checkpoint this training wrote before, for this very config, used instead of training again
+    # ("" trains). Training is deterministic only on one kind of CPU (its kernels' sums differ by
+    # instruction set), so the demo ships its weights to give every machine the same features.
+    pretrained: str = ""
 
     def __post_init__(self) -> None:
         self.validate()
@@ -325,13 +329,35 @@ def held_out_checks(model: CLIP, faces: FaceSet, prompts: PromptSet) -> dict[str
 # --------------------------------------------------------------------------------- checkpoint
 
 
+# Settings that do not change the weights, so a pretrained file may differ in them.
+NOT_IN_THE_WEIGHTS = ("render_workers", "pretrained")
+
+
+def check_pretrained(path: str | Path, config: BackboneConfig) -> None:
+    """Raise ``ValueError`` unless ``path`` is a demo backbone trained with ``config``'s settings."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except FileNotFoundError as error:
+        raise ValueError(f"{path}: no such file") from error
+    except Exception as error:  # torch raises several unrelated types for foreign files
+        raise ValueError(f"{path}: not a demo backbone checkpoint ({error})") from error
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: not a demo backbone checkpoint (format {CHECKPOINT_FORMAT})")
+    stored, wanted = payload.get("config", {}), asdict(config)
+    differ = [f"{key} {stored.get(key)!r} there, {wanted[key]!r} here" for key in wanted
+              if key not in NOT_IN_THE_WEIGHTS and stored.get(key) != wanted[key]]
+    if differ:
+        raise ValueError(f"{path} was trained with other settings: {'; '.join(differ)}")
+
+
 def save_backbone(path: str | Path, model: CLIP, config: BackboneConfig) -> None:
     """A plain state_dict with its marker: ``load_backbone`` reads it, and records ``demo_weights``.
 
     Tensors and plain values only (``torch.load(weights_only=True)`` reads it); the same weights
     give the same bytes, so the file's SHA-256 identifies them as for any CLIP checkpoint.
     """
-    payload = {"format": CHECKPOINT_FORMAT, "demo_weights": True, "config": asdict(config),
+    settings = {key: value for key, value in asdict(config).items() if key != "pretrained"}  # a path, not a setting
+    payload = {"format": CHECKPOINT_FORMAT, "demo_weights": True, "config": settings,
                "state_dict": {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
