@@ -47,6 +47,10 @@ class DatasetPaths:
         return Path("metrics") / self.name
 
     @property
+    def backbone_summary(self) -> Path:
+        return self.metrics / "backbone.json"
+
+    @property
     def faces_summary(self) -> Path:
         return self.metrics / "faces.json"
 

@@ -13,12 +13,12 @@ import click
 from tqdm import tqdm
 
 from pipeline.config import DEFAULT_PARAMS, dataclass_settings, load_params, require, section, sections_settings
-from pipeline.paths import backbone_log
+from pipeline.paths import backbone_log, dataset_paths
 from tg_dfer.demo.pretrain import (BackboneConfig, check_pretrained, held_out_checks, held_out_faces, save_backbone,
                                    train_clip, training_faces)
 from tg_dfer.detectors import DetectorSettings
 from tg_dfer.faces import CropPolicy
-from tg_dfer.io.atomic import atomic_path
+from tg_dfer.io.atomic import atomic_path, write_text_atomic
 from tg_dfer.prompt_sets import PromptSet, PromptSetError, load_prompt_set
 
 FOLDER = Path("data") / "backbone"
@@ -76,13 +76,12 @@ def backbone(params_path: str) -> None:
     frame_size = require(section(params, "demo", params_path), "frame_size", int, "demo", minimum=64)
     policy, _ = sections_settings(section(params, "faces", params_path), "faces", CropPolicy, DetectorSettings)
     prompt_set = require(section(params, "text", params_path), "prompt_set", str, "text")
-    name = require(section(params, "dataset", params_path), "name", str, "dataset")
-    metrics_file = Path("metrics") / name / "backbone.json"
+    paths = dataset_paths(params)
+    metrics_file = paths.backbone_summary
     _clear()
-    metrics_file.parent.mkdir(parents=True, exist_ok=True)
     if not uses_backbone(checkpoint):
-        UNUSED.write_text(UNUSED_TEXT)
-        metrics_file.write_text(json.dumps({"trained": False, "reason": UNUSED_TEXT.strip()}, indent=1) + "\n")
+        write_text_atomic(UNUSED, UNUSED_TEXT)
+        write_text_atomic(metrics_file, json.dumps({"trained": False, "reason": UNUSED_TEXT.strip()}, indent=1) + "\n")
         click.echo(f"backbone: {UNUSED_TEXT.strip()} -> {UNUSED}")
         return
     trained_with = {"demo.frame_size": frame_size, "faces.crop_size": policy.crop_size, "faces.margin": policy.margin,
@@ -97,10 +96,8 @@ def backbone(params_path: str) -> None:
         raise click.ClickException(str(error)) from error
     metrics, timing = pretrain_backbone(config, frame_size, policy, prompts)
     metrics["trained_with"] = trained_with
-    metrics_file.write_text(json.dumps(metrics, indent=1) + "\n")
-    log = backbone_log(name)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    log.write_text(json.dumps(timing, indent=1) + "\n")
+    write_text_atomic(metrics_file, json.dumps(metrics, indent=1) + "\n")
+    write_text_atomic(backbone_log(paths.name), json.dumps(timing, indent=1) + "\n")
     checks = metrics["held_out"]
     click.echo(f"backbone: {metrics['training_faces']} faces, {config.epochs} epochs in "
                f"{timing['seconds']['total']:.0f} s ({timing['torch_threads']} threads); held-out zero-shot "
@@ -114,7 +111,8 @@ def use_pretrained(path: Path, config: BackboneConfig, trained_with: dict[str, A
     record_path = path.with_suffix(".json")
     try:
         check_pretrained(path, config)
-        record = json.loads(record_path.read_text())
+        record_text = record_path.read_text()
+        record = json.loads(record_text)
     except (ValueError, OSError) as error:
         reason = error if isinstance(error, ValueError) else f"{record_path}: {error.strerror}"
         raise click.ClickException(f"params: backbone.pretrained: {reason}. Set backbone.pretrained to '' to "
@@ -126,7 +124,7 @@ def use_pretrained(path: Path, config: BackboneConfig, trained_with: dict[str, A
                                    f"{'; '.join(differ)}. Set backbone.pretrained to '' to train for these")
     with atomic_path(CHECKPOINT) as temporary:
         shutil.copyfile(path, temporary)
-    metrics_file.write_text(record_path.read_text())
+    write_text_atomic(metrics_file, record_text)
     click.echo(f"backbone: {path}, trained by this stage with these settings (record: {record_path}), "
                f"not trained again -> {CHECKPOINT}")
 

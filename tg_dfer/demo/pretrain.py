@@ -15,7 +15,6 @@ faces cut as the faces stage cuts them and captioned (:mod:`tg_dfer.demo.caption
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from tg_dfer.backbone import preprocess
 from tg_dfer.demo.clips import DEMO_CLASSES
 from tg_dfer.demo.pretrain_faces import SEED_LIMIT, FaceSet, held_out_plan, render_faces, training_plan
 from tg_dfer.faces import CropPolicy
+from tg_dfer.io.atomic import atomic_path
 from tg_dfer.metrics import pair_auroc
 from tg_dfer.prompt_sets import PromptSet
 from tg_dfer.determinism import deterministic
@@ -359,8 +359,5 @@ def save_backbone(path: str | Path, model: CLIP, config: BackboneConfig) -> None
     settings = {key: value for key, value in asdict(config).items() if key != "pretrained"}  # a path, not a setting
     payload = {"format": CHECKPOINT_FORMAT, "demo_weights": True, "config": settings,
                "state_dict": {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    torch.save(payload, partial)
-    os.replace(partial, path)
+    with atomic_path(path) as temporary:
+        torch.save(payload, temporary)
