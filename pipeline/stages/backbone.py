@@ -64,7 +64,8 @@ def backbone(params_path: str) -> None:
     Params:  backbone.* (pretraining set: identities, images_per_identity, held_out_identities,
              seed, crop_jitter, render_workers; clip.model.CLIP size: embed_dim, vision_width,
              vision_layers, text_width, text_layers; AdamW: epochs, batch_size, lr,
-             text_lr_scale, weight_decay, warmup_steps, torch_threads; pretrained);
+             text_lr_scale, text_frozen_steps, weight_decay, warmup_steps, torch_threads;
+             pretrained);
              clip.checkpoint; demo.frame_size (the
              rendered frames); faces.crop_size, faces.margin, faces.image_format,
              faces.jpeg_quality (the crops look like the faces stage's); text.prompt_set (the

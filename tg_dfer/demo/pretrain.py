@@ -66,6 +66,9 @@ class BackboneConfig:
     batch_size: int = 32  # a batch: batch_size / images_per_identity people (person_order)
     lr: float = 2e-3
     text_lr_scale: float = 1.0  # the text tower's learning rate, in multiples of lr
+    # Steps at the start in which the text tower stays as initialised (docs/demo-backbone.md, "The
+    # collapsed start"): its captions keep distinct embeddings for the image tower to move towards.
+    text_frozen_steps: int = 0
     weight_decay: float = 0.1
     warmup_steps: int = 50
     # The reductions of a convolution are split by thread, so another count gives other weights (and,
@@ -86,7 +89,7 @@ class BackboneConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        for name in ("render_workers", "warmup_steps"):
+        for name in ("render_workers", "warmup_steps", "text_frozen_steps"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {getattr(self, name)!r}")
         if not 0 <= self.seed < SEED_LIMIT:
@@ -188,7 +191,7 @@ def _optimizer(model: CLIP, config: BackboneConfig) -> torch.optim.Optimizer:
     """AdamW as CLIP trained: weight decay on weight matrices, none on gains, biases and the logit scale.
 
     Each group's ``scale`` multiplies the scheduled learning rate: the text tower runs at
-    ``text_lr_scale`` times the image tower's.
+    ``text_lr_scale`` times the image tower's; ``text`` marks the text tower's groups.
     """
     text = {id(p) for p in (*model.token_embedding.parameters(), model.positional_embedding,
                             *model.transformer.parameters(), *model.ln_final.parameters(), model.text_projection)}
@@ -196,8 +199,9 @@ def _optimizer(model: CLIP, config: BackboneConfig) -> torch.optim.Optimizer:
     for is_text, scale in ((False, 1.0), (True, config.text_lr_scale)):
         members = [p for p in model.parameters() if (id(p) in text) == is_text]
         groups.append({"params": [p for p in members if p.ndim >= 2], "weight_decay": config.weight_decay,
-                       "scale": scale})
-        groups.append({"params": [p for p in members if p.ndim < 2], "weight_decay": 0.0, "scale": scale})
+                       "scale": scale, "text": is_text})
+        groups.append({"params": [p for p in members if p.ndim < 2], "weight_decay": 0.0, "scale": scale,
+                       "text": is_text})
     # fused: one kernel per step; the dense update of the 49408-token embedding otherwise costs 10x more.
     return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.98), eps=1e-6, fused=True)
 
@@ -249,7 +253,8 @@ def train_clip(faces: FaceSet, config: BackboneConfig, after_epoch: Callable[[CL
                 if len(rows) < 2:  # one pair has no negative to contrast with
                     continue
                 for group in optimizer.param_groups:
-                    group["lr"] = _learning_rate(step, total, config) * group["scale"]
+                    frozen = group["text"] and step < config.text_frozen_steps
+                    group["lr"] = 0.0 if frozen else _learning_rate(step, total, config) * group["scale"]
                 pixels = preprocess(images[rows], INPUT_RESOLUTION)  # (B, 3, 224, 224)
                 flip = torch.rand(len(rows), generator=generator) < 0.5
                 pixels = torch.where(flip.view(-1, 1, 1, 1), pixels.flip(-1), pixels)
