@@ -11,7 +11,8 @@ Prints one JSON object:
 * ``table6``: each clip predicted again from its k = 1, 2, 3 highest- and lowest-influence frames
   only (the committed checkpoints, tg_dfer.evaluate.evaluate_folds with FrameSelection).
 * ``mil_mean``: every fold trained again with train.model.mil_pooling = mean, all else as params.yaml
-  (the same training the train stage runs; `--skip-mean` leaves it out).
+  (the same training and evaluation the train and evaluate stages run), with its apex AUROC;
+  `--skip-mean` leaves it out.
 * ``zero_shot``: the untrained model of `tg-dfer predict --zero-shot` (TG-DFER as initialised
   over the class prompts' embeddings) on every fold's test clips, from the cached features.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -32,14 +34,13 @@ from pipeline.paths import dataset_paths
 from pipeline.stages.train import model_config, train_settings
 from pipeline.tools.export import zero_shot_payload
 from tg_dfer.backbone import load_backbone
+from tg_dfer.demo.apex import apex_auroc, read_apex_frames
 from tg_dfer.evaluate import FrameSelection, evaluate_folds
 from tg_dfer.inference.model_file import model_in_memory
 from tg_dfer.inference.predictor import Predictor
 from tg_dfer.metrics import report, summarize
-from tg_dfer.training.bank import FeatureBank
-from tg_dfer.training.checkpoint import load_checkpoint
+from tg_dfer.training.checkpoint import load_checkpoint, save_checkpoint
 from tg_dfer.training.loop import fit
-from tg_dfer.training.predict import predict_rows
 
 
 def headline(metrics: dict) -> dict:
@@ -73,17 +74,22 @@ def main() -> None:
                                                             frames=FrameSelection(mode, k))[1])
                      for k in (1, 2, 3) for mode in ("highest", "lowest")}
 
+    truth = read_apex_frames(Path(params["dataset"]["root"]) / "labels.csv")
     if not args.skip_mean:
-        encoder, _ = load_text_encoder(params, inputs, "cpu")
+        encoder, loaded = load_text_encoder(params, inputs, "cpu")
         config = replace(model_config(settings, int(features.features.shape[-1]), len(names)), mil_pooling="mean")
-        per_fold = {}
-        for fold in settings.folds:
-            result = fit(features, inputs.text, inputs.test_fold, fold, config, settings.optim, encoder=encoder,
-                         progress=False)
-            result.model.load_learned_state_dict(result.best_state)
-            rows = result.split.test
-            per_fold[str(fold)] = (features.label[rows], predict_rows(result.model, FeatureBank(features), rows).pred)
-        out["mil_mean"] = fold_summary(per_fold, names)
+        mean_checkpoints = {}
+        with tempfile.TemporaryDirectory(prefix="demo-claims-") as folder:
+            for fold in settings.folds:  # trained and saved as the train stage does, then evaluated as evaluate does
+                result = fit(features, inputs.text, inputs.test_fold, fold, config, settings.optim, encoder=encoder,
+                             progress=False)
+                path = Path(folder) / f"fold{fold}.pt"
+                save_checkpoint(path, result, class_names=names, text=inputs.text, clip_model=loaded.name,
+                                clip_sha256=features.attrs.get("checkpoint_sha256", ""),
+                                random_weights=features.random_weights, fold=fold)
+                mean_checkpoints[fold] = load_checkpoint(path)
+        predictions, mean_metrics = evaluate_folds(mean_checkpoints, features, inputs.test_fold)
+        out["mil_mean"] = {**headline(mean_metrics), "apex_auroc": apex_auroc(predictions, truth)}
 
     clip = clip_settings(params)
     loaded = load_backbone(clip["name"], clip["checkpoint"], "cpu", clip["seed"],

@@ -52,25 +52,7 @@ class CropPolicy:
             raise ValueError(f"image_format must be one of {', '.join(IMAGE_FORMATS)}, got {self.image_format!r}")
 
 
-
-
-
-
 # ------------------------------------------------------------------------------------- detectors
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 # ---------------------------------------------------------------------------------- track policy
@@ -129,10 +111,6 @@ def crop_square(frame: np.ndarray, centre: tuple[float, float], side: float, ang
     matrix[:, 2] += (size / 2.0 - centre[0], size / 2.0 - centre[1])
     return cv2.warpAffine(frame, matrix, (size, size), flags=cv2.INTER_AREA if side > size else cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
-
-
-
-
 
 
 def crop_clip(clip_id: str, clip: Clip, detector, policy: CropPolicy,

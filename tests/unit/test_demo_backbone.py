@@ -22,6 +22,7 @@ from tg_dfer.demo.face import EXPRESSIONS, FaceParams
 from tg_dfer.demo.pretrain import (BackboneConfig, build_clip, embed_texts, encode_tokens, held_out_checks,
                                    held_out_faces, save_backbone, train_clip, training_faces)
 from tg_dfer.demo.pretrain_faces import identity_rng
+from tg_dfer.determinism import deterministic
 from tg_dfer.faces import CropPolicy
 from tg_dfer.hashes import sha256_file
 from tg_dfer.prompt_sets import load_prompt_set
@@ -175,6 +176,34 @@ def test_training_is_deterministic_and_the_checkpoint_loads_as_demo_weights(tiny
     texts = DFEW.class_prompts
     assert np.allclose(encode_texts(loaded, texts), embed_texts(model, texts), atol=1e-5)
     assert not load_backbone("ViT-B/32", "random").demo_weights
+
+
+def _text_tower(model) -> dict[str, torch.Tensor]:
+    return {name: value for name, value in model.state_dict().items()
+            if name.split(".")[0] in {"token_embedding", "positional_embedding", "transformer", "ln_final",
+                                      "text_projection"}}
+
+
+@pytest.mark.parametrize("frozen, text_moves", [(2, False), (1, True)])
+def test_the_text_tower_stays_as_initialised_for_its_frozen_steps(one_thread, frozen, text_moves):
+    config = BackboneConfig(**{**TINY, "text_frozen_steps": frozen})  # 9 faces, batches of 4: 2 steps
+    faces = training_faces(config, 256, CropPolicy(), DFEW)
+    with deterministic(config.seed, threads=config.torch_threads):
+        start = build_clip(config).float()  # what train_clip builds first, from the same seed
+    model, _ = train_clip(faces, config)
+    before, after = _text_tower(start), _text_tower(model)
+    assert after.keys() == before.keys() and after
+    moved = [name for name in after if not torch.equal(after[name], before[name])]
+    assert bool(moved) is text_moves
+    image_moved = [name for name, value in model.state_dict().items()
+                   if name.startswith("visual.") and value.is_floating_point()
+                   and not torch.equal(value, start.state_dict()[name])]
+    assert image_moved  # the image tower trains from the first step either way
+
+
+def test_frozen_steps_must_not_be_negative():
+    with pytest.raises(ValueError, match="text_frozen_steps"):
+        BackboneConfig(text_frozen_steps=-1)
 
 
 def test_held_out_checks_are_scores_in_range(tiny_backbone):

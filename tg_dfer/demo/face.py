@@ -16,14 +16,6 @@ from tg_dfer.demo.identity import Look
 CANVAS_LEFT, CANVAS_TOP, CANVAS_RIGHT, CANVAS_BOTTOM = -1.08, -1.38, 1.08, 1.08
 
 
-
-
-
-
-
-
-
-
 @dataclass(frozen=True)
 class FaceParams:
     """Continuous action parameters of one frame; all zero is the relaxed neutral face.
@@ -77,30 +69,6 @@ EXPRESSIONS = {
         brow_raise=0.7, brow_inner=0.7, brow_pull=0.8, eye_open=0.8, mouth_width=0.8, mouth_open=0.35, mouth_curve=-0.3
     ),
 }
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 def draw_face(head: HeadCanvas, look: Look, p: FaceParams) -> np.ndarray:
@@ -196,17 +164,5 @@ def _draw_mouth(painter: Painter, look: Look, p: FaceParams) -> None:
         teeth = np.concatenate([upper_inner, upper_inner[::-1] + (0, 0.045)])
         painter.fill_clipped(opening, [(opening, (55, 18, 22, 255)), (teeth, (225, 220, 205, 255))])
     painter.line(upper_inner, opaque(skin * 0.3), 0.016)
-
-
-
-
-
-
-
-
-
-
-
-
 
 

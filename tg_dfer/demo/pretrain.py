@@ -65,15 +65,15 @@ class BackboneConfig:
     epochs: int = 10
     batch_size: int = 32  # a batch: batch_size / images_per_identity people (person_order)
     lr: float = 2e-3
-    text_lr_scale: float = 1.0  # the text tower's learning rate, in multiples of lr
+    text_lr_scale: float = 0.2  # the text tower's learning rate, in multiples of lr
     # Steps at the start in which the text tower stays as initialised (docs/demo-backbone.md, "The
     # collapsed start"): its captions keep distinct embeddings for the image tower to move towards.
-    text_frozen_steps: int = 0
+    text_frozen_steps: int = 100
     weight_decay: float = 0.1
     warmup_steps: int = 50
     # The reductions of a convolution are split by thread, so another count gives other weights (and,
     # downstream, other metrics): the count is part of the result, fixed here, not taken from the machine.
-    torch_threads: int = 2
+    torch_threads: int = 1
     # A checkpoint this training wrote before, for this very config, used instead of training again
     # ("" trains). Training is deterministic only on one kind of CPU (its kernels' sums differ by
     # instruction set), so the demo ships its weights to give every machine the same features.
