@@ -223,3 +223,19 @@ def test_activation_checkpointing_trains_the_same_weights(planted):
     for name, value in plain.last_state.items():
         assert torch.allclose(value, recomputed.last_state[name], atol=1e-5), name
     assert [r["train_loss"] for r in plain.history] == pytest.approx([r["train_loss"] for r in recomputed.history])
+
+
+def test_mean_pooling_epochs_train_as_a_mean_pooled_model_would(planted):
+    """During its warm-up epochs a top-k model takes exactly the steps of a mean-pooled one; after, its own."""
+    def trained(pooling: str, warm_up: int, epochs: int):
+        return fit(planted.features, planted.text, planted.test_fold, 1, {**MODEL, "mil_pooling": pooling},
+                   TrainConfig(epochs=epochs, batch_size=16, track_test=False, mean_pooling_epochs=warm_up),
+                   progress=False)
+
+    mean, warmed, topk = trained("mean", 0, 2), trained("topk", 2, 2), trained("topk", 0, 2)
+    for name, value in mean.last_state.items():
+        assert torch.equal(value, warmed.last_state[name]), name
+    assert any(not torch.equal(value, topk.last_state[name]) for name, value in mean.last_state.items())
+    assert [r["train_loss"] for r in trained("topk", 1, 2).history][0] == mean.history[0]["train_loss"]
+    with pytest.raises(ValueError, match="mean_pooling_epochs"):
+        TrainConfig(mean_pooling_epochs=-1)

@@ -7,6 +7,8 @@ of frames (Table 6) is a mask.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -49,7 +51,7 @@ class Encoder(nn.Module):
         self.blocks = nn.ModuleList([Block(width, heads, mlp_ratio, dropout) for _ in range(depth)])
         # Recompute each layer in the backward pass instead of keeping its activations: the
         # fine-grained module's windows hold every frame w times, its activations most of a
-        # training step's memory. The same dropout masks are drawn again, so gradients do not change.
+        # training step's memory (see recomputed).
         self.checkpointing = False
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -59,11 +61,71 @@ class Encoder(nn.Module):
         padding = ~valid & valid.any(dim=1, keepdim=True)
         x = x + self.positional_embedding  # (N, L, W)
         for block in self.blocks:
-            if self.checkpointing and torch.is_grad_enabled():
-                x = checkpoint(block, x, padding, use_reentrant=False)
-            else:
-                x = block(x, padding)
+            x = recomputed(block, x, padding) if self.checkpointing and torch.is_grad_enabled() else block(x, padding)
         return x
+
+
+# Tokens a checkpointed layer recomputes at once in the backward pass: the peak then holds one
+# such piece of activations (about 37 KB a token at D = 512), not the whole batch's.
+RECOMPUTED_TOKENS = 512
+
+
+def _kept(p: float, shape: tuple[int, ...], like: torch.Tensor, sequence_first: bool = False) -> torch.Tensor | None:
+    """A dropout draw as torch's CPU dropout makes it (``empty_like(x).bernoulli_(1 - p)``, which fills
+    ``x``'s memory order), kept as bool (N, ...): the same random numbers at the same places, a
+    quarter of the memory. ``sequence_first``: ``x`` is an (N, L, ...) view of (L, N, ...) memory,
+    as nn.MultiheadAttention's batch-first output is. (On CUDA torch's fused dropout draws
+    otherwise: there the masks are other, equally random ones.)"""
+    if not p:
+        return None
+    stored = (shape[1], shape[0], *shape[2:]) if sequence_first else shape
+    draw = torch.empty(stored, dtype=like.dtype, device=like.device).bernoulli_(1 - p).bool()
+    return draw.transpose(0, 1) if sequence_first else draw
+
+
+def _scaled(x: torch.Tensor, kept: torch.Tensor | None, p: float) -> torch.Tensor:
+    if kept is None:
+        return x
+    return x * kept.to(x.dtype).div_(1 - p)  # dropout's own arithmetic: noise / (1 - p), then times x
+
+
+def _block_with_masks(block: Block, x: torch.Tensor, padding: torch.Tensor, *kept: torch.Tensor | None) -> torch.Tensor:
+    """``Block.forward`` with its four dropout masks given (attention weights, attention output, MLP
+    hidden, MLP output), written out so that it can run on any slice of the batch."""
+    N, L, W = x.shape
+    attn, H = block.attn, block.attn.num_heads
+    p_attn, p_out, p_hidden = attn.dropout, block.drop.p, block.mlp[2].p
+
+    def heads(t: torch.Tensor) -> torch.Tensor:  # (N, L, W) -> (N, H, L, W / H)
+        return t.reshape(N, L, H, W // H).transpose(1, 2)
+
+    q, k, v = F.linear(block.ln_1(x), attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+    scores = heads(q) @ heads(k).transpose(-2, -1) / math.sqrt(W // H)  # (N, H, L, L)
+    weights = _scaled(scores.masked_fill(padding[:, None, None, :], float("-inf")).softmax(dim=-1), kept[0], p_attn)
+    x = x + _scaled(attn.out_proj((weights @ heads(v)).transpose(1, 2).reshape(N, L, W)), kept[1], p_out)
+    hidden = _scaled(block.mlp[1](block.mlp[0](block.ln_2(x))), kept[2], p_hidden)  # (N, L, hidden)
+    return x + _scaled(block.mlp[3](hidden), kept[3], p_out)
+
+
+def recomputed(block: Block, x: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+    """``block(x, padding)`` without keeping its activations for the backward pass, which recomputes
+    them RECOMPUTED_TOKENS at a time.
+
+    The dropout masks are drawn first, for the whole batch and in the order ``Block.forward``
+    draws them, and kept (as bool): on the CPU the pieces then see exactly the masks of the plain
+    layer, so training follows the same path as without checkpointing, to float rounding (tested).
+    """
+    N, L, W = x.shape
+    hidden = block.mlp[0].out_features
+    draws = ((block.attn.dropout, (N, block.attn.num_heads, L, L), False), (block.drop.p, (N, L, W), True),
+             (block.mlp[2].p, (N, L, hidden), False), (block.drop.p, (N, L, W), False))
+    kept = [_kept(p, shape, x, sequence_first) if block.training else None for p, shape, sequence_first in draws]
+    rows = max(1, RECOMPUTED_TOKENS // L)
+    pieces = [checkpoint(_block_with_masks, block, x[start:start + rows], padding[start:start + rows],
+                         *[None if mask is None else mask[start:start + rows] for mask in kept],
+                         use_reentrant=False, preserve_rng_state=False)  # the pieces draw nothing
+              for start in range(0, N, rows)]
+    return torch.cat(pieces)  # (N, L, W)
 
 
 class FineGrained(nn.Module):

@@ -132,11 +132,13 @@ class TGDFER(nn.Module):
 
     # ------------------------------------------------------------------------------------ model
 
-    def forward(self, frames: torch.Tensor, mask: torch.Tensor, text: torch.Tensor | None = None) -> Output:
+    def forward(self, frames: torch.Tensor, mask: torch.Tensor, text: torch.Tensor | None = None,
+                pooling: str | None = None) -> Output:
         """Bag and frame predictions of clips ``frames`` (B, T, D) with valid frames ``mask`` (B, T).
 
         ``text`` is X^FP (C, D) when the caller has computed it (once per step, or once for a whole
-        evaluation); otherwise it is computed here.
+        evaluation); otherwise it is computed here. ``pooling`` replaces the config's MIL pooling
+        (a training warm-up, ``TrainConfig.mean_pooling_epochs``).
         """
         cfg = self.config
         if text is None:
@@ -164,7 +166,7 @@ class TGDFER(nn.Module):
         # is our choice: the paper writes the cosine of X^I, all T frames, with X^P_k)
         scores = torch.einsum("btd,bcd->btc", unit, F.normalize(prompts, dim=-1)) / cfg.tau  # (B, T, C)
         scores = scores * mask.unsqueeze(-1)
-        logits = mil_pool(scores, mask, cfg.mil_pooling, attention, cfg.topk_fraction)  # (B, C)
+        logits = mil_pool(scores, mask, pooling or cfg.mil_pooling, attention, cfg.topk_fraction)  # (B, C)
         return Output(logits=logits, probs=logits.softmax(dim=-1), frame_scores=scores,
                       attention=attention, mask=mask)
 

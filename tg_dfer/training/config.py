@@ -29,12 +29,17 @@ class TrainConfig:
     eval_batch_size: int = 256
     mixed_precision: bool = True  # bf16 autocast of training steps on a CUDA GPU; no effect on CPU
     activation_checkpointing: bool = False  # recompute the temporal layers in backward: less memory, more time
+    # First epochs with the bag pooled by its mean, every frame trained, before the model's own pooling
+    # (docs/model.md, "MIL on planted bags": a class learnt by absence under top-k from the start).
+    mean_pooling_epochs: int = 0
 
     def __post_init__(self) -> None:
         self.milestones = [int(m) for m in self.milestones]
         self.validate()
 
     def validate(self) -> None:
+        if not isinstance(self.mean_pooling_epochs, int) or self.mean_pooling_epochs < 0:
+            raise ValueError(f"mean_pooling_epochs must be an integer >= 0, got {self.mean_pooling_epochs!r}")
         for name in ("epochs", "batch_size", "eval_batch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

@@ -94,6 +94,7 @@ def train_model(model: TGDFER, bank: FeatureBank, labels: np.ndarray, split: Spl
     for epoch in bar:
         started = time.perf_counter()
         model.train()
+        pooling = "mean" if epoch <= config.mean_pooling_epochs else None
         order = train_rows[torch.randperm(len(train_rows), generator=generator, device=device)]
         # Summed on the device and read once per epoch: a .item() per step would wait for the GPU.
         total_loss = torch.zeros((), device=device)
@@ -103,7 +104,7 @@ def train_model(model: TGDFER, bank: FeatureBank, labels: np.ndarray, split: Spl
             x, mask, _ = bank.sample(rows, T, generator)
             y = y_all[rows]
             with autocast:
-                out = model(x, mask)  # X^FP once per step, for all classes
+                out = model(x, mask, pooling=pooling)  # X^FP once per step, for all classes
                 loss = F.cross_entropy(out.logits.float(), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
