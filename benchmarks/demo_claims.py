@@ -74,8 +74,8 @@ def main() -> None:
                                                             frames=FrameSelection(mode, k))[1])
                      for k in (1, 2, 3) for mode in ("highest", "lowest")}
 
-    truth = read_apex_frames(Path(params["dataset"]["root"]) / "labels.csv")
     if not args.skip_mean:
+        truth = read_apex_frames(Path(params["dataset"]["root"]) / "labels.csv")
         encoder, loaded = load_text_encoder(params, inputs, "cpu")
         config = replace(model_config(settings, int(features.features.shape[-1]), len(names)), mil_pooling="mean")
         mean_checkpoints = {}

@@ -38,12 +38,10 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
-        if not isinstance(self.mean_pooling_epochs, int) or self.mean_pooling_epochs < 0:
-            raise ValueError(f"mean_pooling_epochs must be an integer >= 0, got {self.mean_pooling_epochs!r}")
-        for name in ("epochs", "batch_size", "eval_batch_size"):
+        for name, least in (("epochs", 1), ("batch_size", 1), ("eval_batch_size", 1), ("mean_pooling_epochs", 0)):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
         for name in ("lr", "prompt_lr", "momentum", "weight_decay", "gamma"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
