@@ -18,8 +18,9 @@ def demo(params_path: str, out: str) -> None:
     """Render the demo dataset: synthetic faces in 7 expressions, encoded as mp4 with ffmpeg.
 
     Each clip is mostly neutral and shows its labelled expression at the apex in a few frames
-    only (weak supervision, like DFEW). Writes OUT/<clip_id>.mp4 and OUT/labels.csv
-    (clip_id,file,label,test_fold,apex_frames).
+    only (weak supervision, like DFEW), and a weaker, longer expression of another class elsewhere
+    (a confuser, which averaging every frame falls for). Writes OUT/<clip_id>.mp4 and
+    OUT/labels.csv (clip_id,file,label,test_fold,apex_frames).
 
     Params (section demo): clips_per_class, num_folds, seed, frame_size, min_frames, max_frames, fps.
     """

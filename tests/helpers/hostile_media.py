@@ -32,7 +32,7 @@ class Case:
 def face_frames(count: int, seed: int = 0) -> np.ndarray:
     """(count, 128, 128, 3) uint8 frames of a rendered demo face."""
     config = DemoConfig(frame_size=FACE_SIZE, min_frames=max(12, count), max_frames=max(12, count))
-    frames, _ = render_clip(3, np.random.default_rng(seed), config)
+    frames, _, _ = render_clip(3, np.random.default_rng(seed), config)
     return frames[:count]
 
 

@@ -10,7 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from tg_dfer.demo.clips import DEMO_CLASSES, DemoConfig, generate_demo, render_clip
+from tg_dfer.demo.clips import (CONFUSER_INTENSITY, DEMO_CLASSES, MIN_FRAMES, DemoConfig, confuser_track,
+                                generate_demo, render_clip, _expression_envelope)
 from tg_dfer.video import open_video
 
 SMALL = DemoConfig(clips_per_class=2, num_folds=2, seed=3, frame_size=128)
@@ -19,7 +20,8 @@ CASCADE = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface
 
 
 def render(label: int, key: list[int], config: DemoConfig = SMALL) -> tuple[np.ndarray, np.ndarray]:
-    return render_clip(label, np.random.default_rng(key), config)
+    frames, intensity, _ = render_clip(label, np.random.default_rng(key), config)
+    return frames, intensity
 
 
 def detect(frame: np.ndarray, min_size: int) -> np.ndarray:
@@ -75,6 +77,32 @@ def test_intensity_envelope_is_one_short_bump(clip):
         assert 0 < len(apex) <= 0.3 * len(intensity)
         assert np.all(np.diff(apex) == 1), "the expression shows once, as one contiguous stretch"
         assert np.count_nonzero(intensity) <= 0.3 * len(intensity)
+
+
+@pytest.mark.parametrize("num_frames", [MIN_FRAMES, 13, 32, 48])
+def test_confuser_is_another_weaker_longer_expression_apart_from_the_apex(num_frames):
+    names = set()
+    for seed in range(200):
+        envelope = _expression_envelope(num_frames, np.random.default_rng([seed, 0]))
+        for label in range(len(DEMO_CLASSES)):
+            name, track = confuser_track(label, envelope, np.random.default_rng([seed, 1]))
+            names.add(name)
+            assert name not in (DEMO_CLASSES[label], "neutral")
+            assert CONFUSER_INTENSITY[0] <= track.max() <= CONFUSER_INTENSITY[1] < 0.5, "never an apex frame"
+            shown = np.flatnonzero(track)
+            assert np.all(np.diff(shown) == 1), "one contiguous stretch"
+            near = np.convolve(envelope > 0, np.ones(3), mode="same") > 0  # the bump and a frame either side
+            assert not near[shown].any(), "it never touches the labelled bump"
+            if num_frames >= 32:
+                assert len(shown) > np.count_nonzero(envelope), "longer than the labelled bump"
+    assert names == set(DEMO_CLASSES) - {"neutral"}
+
+
+def test_confuser_timing_is_shared_by_every_label():
+    tracks = [render_clip(label, np.random.default_rng([4, 2]), SMALL)[2] for label in range(len(DEMO_CLASSES))]
+    for track in tracks[1:]:
+        np.testing.assert_array_equal(track, tracks[0])
+    assert tracks[0].max() > 0, "neutral clips have one too"
 
 
 def test_labels_csv_and_stratified_folds(generated):
@@ -153,12 +181,13 @@ def changed_share(first: np.ndarray, second: np.ndarray) -> float:
 def test_expressions_change_eyes_and_mouth_only():
     # One generator state rendered with every label: same person, motion and noise, so any pixel
     # difference between the clips is the drawn expression.
-    clips = [render(label, [5, 1]) for label in range(len(DEMO_CLASSES))]
-    intensity = clips[0][1]
+    clips = [render_clip(label, np.random.default_rng([5, 1]), SMALL) for label in range(len(DEMO_CLASSES))]
+    _, intensity, confuser = clips[0]
     apex = int(np.argmax(intensity))
-    rest = intensity == 0
+    rest = (intensity == 0) & (confuser == 0)  # the confuser's class differs with the label
     neutral = clips[NEUTRAL][0]
-    for frames, _ in clips:
+    assert rest.sum() >= 0.3 * len(rest)
+    for frames, _, _ in clips:
         np.testing.assert_array_equal(frames[rest], neutral[rest])
 
     boxes = detect(neutral[apex], 30)
@@ -166,7 +195,7 @@ def test_expressions_change_eyes_and_mouth_only():
     x, y, w, h = boxes[0]
     eyes = (slice(y + int(0.15 * h), y + int(0.5 * h)), slice(x, x + w))
     mouth = (slice(y + int(0.6 * h), y + h), slice(x, x + w))
-    faces = [frames[apex].astype(np.float32) for frames, _ in clips]
+    faces = [frames[apex].astype(np.float32) for frames, _, _ in clips]
     for first in range(len(faces)):
         outside = np.ones(faces[first].shape[:2], bool)
         outside[y - h // 4 : y + h + h // 4, x - w // 4 : x + w + w // 4] = False

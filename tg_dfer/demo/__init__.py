@@ -8,8 +8,10 @@ Why weak supervision
     In DFEW a clip carries one label although most of its frames are neutral: the expression only
     shows for a short stretch. The demo clips copy that: every clip is neutral except for a single
     bump of its labelled expression (rise, apex, fall) that covers roughly 15-25 % of the frames at
-    a random time. A model therefore has to find the informative frames instead of reading the label
-    off any frame. The per-frame intensity is kept as ground truth (``apex_frames`` in
+    a random time. Elsewhere in the clip a weaker (0.30-0.45 of an apex), longer (30-45 % of the
+    frames) expression of another class shows, in neutral clips too, as in-the-wild clips mix
+    expressions. A model therefore has to find the strongest informative frames instead of reading
+    the label off any frame or off their average. The per-frame intensity is kept as ground truth (``apex_frames`` in
     ``labels.csv``) so that later stages can check which frames a model relied on.
 
 How a face is drawn

@@ -1,5 +1,5 @@
 """The demo dataset: clips of one labelled expression each, its timing (mostly neutral, one short
-apex), the folds, and the mp4 files with labels.csv."""
+apex, a weaker and longer confuser of another class), the folds, and the mp4 files with labels.csv."""
 
 from __future__ import annotations
 
@@ -21,6 +21,11 @@ from tg_dfer.video import write_video
 
 DEMO_CLASSES = ("happiness", "sadness", "neutral", "anger", "surprise", "disgust", "fear")
 
+
+# The confuser (confuser_track): its peak intensity, below the 0.5 that marks apex_frames, and its
+# share of the frames, above the labelled bump's 15-25 %.
+CONFUSER_INTENSITY = (0.3, 0.45)
+CONFUSER_SHARE = (0.3, 0.45)
 
 # Shorter clips leave no room for a neutral stretch around the expression bump.
 MIN_FRAMES = 12
@@ -48,12 +53,14 @@ class DemoConfig:
             raise ValueError(f"fps must be > 0, got {self.fps!r}")
 
 
-def render_clip(label: int, rng: np.random.Generator, config: DemoConfig) -> tuple[np.ndarray, np.ndarray]:
+def render_clip(label: int, rng: np.random.Generator, config: DemoConfig
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Draw one clip of class ``DEMO_CLASSES[label]``.
 
     Returns (frames (T, H, W, 3) uint8 RGB, intensity (T,) float in [0, 1] of the labelled
-    expression). The random draws do not depend on the label, so one generator state rendered with
-    two labels gives the same person, motion and noise, differing only in the expression.
+    expression, intensity (T,) of the confuser). The random draws do not depend on the label, so
+    one generator state rendered with two labels gives the same person, motion, noise and
+    confuser timing, differing only in the expressions.
     """
     if not 0 <= label < len(DEMO_CLASSES):
         raise ValueError(f"label must be in 0..{len(DEMO_CLASSES) - 1}, got {label}")
@@ -68,6 +75,7 @@ def render_clip(label: int, rng: np.random.Generator, config: DemoConfig) -> tup
     backdrop = background * gain + offset
     envelope = _expression_envelope(num_frames, rng)
     distractors = _distractor_tracks(num_frames, rng)
+    confuser_name, confuser = confuser_track(label, envelope, rng)
 
     # Asymmetric expressions (disgust) go either way. The coin is drawn for every class so that
     # the generator's later draws, the noise, do not depend on the label.
@@ -77,7 +85,7 @@ def render_clip(label: int, rng: np.random.Generator, config: DemoConfig) -> tup
     if mirrored:
         target[PARAM_INDEX["mouth_asym"]] *= -1
     intensity = envelope if DEMO_CLASSES[label] != "neutral" else np.zeros(num_frames)
-    params = intensity[:, None] * target[None, :] + distractors
+    params = intensity[:, None] * target[None, :] + confuser[:, None] * EXPRESSIONS[confuser_name].vector() + distractors
     params[:, PARAM_INDEX["eye_open"]] = np.clip(params[:, PARAM_INDEX["eye_open"]], -1.0, 1.0)
 
     # Fresh Gaussian noise for every frame costs more than drawing the face; a random window of
@@ -88,7 +96,7 @@ def render_clip(label: int, rng: np.random.Generator, config: DemoConfig) -> tup
     for index, (dy, dx) in enumerate(shifts):
         face = draw_face(head, look, FaceParams.from_vector(params[index]))
         frames[index] = compose(face, motion[index], backdrop, gain, offset, noise[dy : dy + size, dx : dx + size])
-    return frames, intensity.astype(np.float64)
+    return frames, intensity.astype(np.float64), confuser
 
 
 def generate_demo(out_dir: str | Path, config: DemoConfig, progress: bool = True) -> Path:
@@ -135,7 +143,7 @@ def _clip_jobs(config: DemoConfig) -> list[tuple[int, int, int]]:
 
 def _write_clip(out_dir: Path, config: DemoConfig, number: int, label: int, fold: int) -> dict:
     clip_id = f"demo_{number:04d}"
-    frames, intensity = render_clip(label, np.random.default_rng([config.seed, number]), config)
+    frames, intensity, _ = render_clip(label, np.random.default_rng([config.seed, number]), config)
     # An interrupted run never leaves a truncated clip behind under a real clip name.
     with atomic_path(out_dir / f"{clip_id}.mp4") as temporary:
         write_video(temporary, frames, fps=config.fps, container="mp4")
@@ -160,6 +168,31 @@ def _expression_envelope(num_frames: int, rng: np.random.Generator) -> np.ndarra
     envelope = np.zeros(num_frames)
     envelope[start : start + width] = bump
     return envelope
+
+
+def confuser_track(label: int, envelope: np.ndarray, rng: np.random.Generator) -> tuple[str, np.ndarray]:
+    """A weaker, longer expression of another class, apart from the labelled bump: (its class name,
+    its (T,) intensity).
+
+    In-the-wild clips mix expressions; a pooling that averages every frame lets this one outweigh
+    the short apex, where picking the strongest frames does not. Its timing comes from the
+    envelope, which every label shares, and neutral clips get one too, so it carries no label.
+    """
+    others = [name for k, name in enumerate(DEMO_CLASSES) if k != label and name != "neutral"]
+    name = others[int(rng.random() * len(others))]
+    strength = rng.uniform(*CONFUSER_INTENSITY)
+    T = len(envelope)
+    shown = np.flatnonzero(envelope)
+    before, after = shown[0], T - 1 - shown[-1]  # neutral frames on either side of the bump
+    room = max(before, after) - 1  # one neutral frame between the two expressions
+    length = min(room, max(4, int(round(rng.uniform(*CONFUSER_SHARE) * T))))
+    offset = int(rng.integers(0, room - length + 1))
+    start = offset if before >= after else shown[-1] + 2 + offset
+    ramp = max(1, length // 4)
+    rise = 0.5 - 0.5 * np.cos(np.pi * np.arange(1, ramp + 1) / (ramp + 1))
+    track = np.zeros(T)
+    track[start : start + length] = strength * np.concatenate([rise, np.ones(length - 2 * ramp), rise[::-1]])
+    return name, track
 
 
 def _distractor_tracks(num_frames: int, rng: np.random.Generator) -> np.ndarray:

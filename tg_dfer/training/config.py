@@ -30,8 +30,9 @@ class TrainConfig:
     mixed_precision: bool = True  # bf16 autocast of training steps on a CUDA GPU; no effect on CPU
     activation_checkpointing: bool = False  # recompute the temporal layers in backward: less memory, more time
     # First epochs with the bag pooled by its mean, every frame trained, before the model's own pooling
-    # (docs/model.md, "MIL on planted bags": a class learnt by absence under top-k from the start).
-    mean_pooling_epochs: int = 0
+    # (docs/model.md, "MIL on planted bags": a class learnt by absence under top-k from the start;
+    # a listed deviation, docs/paper-deviations.md). 0 trains with the model's pooling throughout.
+    mean_pooling_epochs: int = 3
 
     def __post_init__(self) -> None:
         self.milestones = [int(m) for m in self.milestones]
