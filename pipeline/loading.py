@@ -50,11 +50,12 @@ def test_folds_for(features: FeatureCache, manifest_path: Path, features_path: P
     return np.array([rows[clip].test_fold for clip in features.clip_id], dtype=np.int64)
 
 
-def load_inputs(params: dict[str, Any], with_text: bool = False) -> Inputs:
-    """The features (and, ``with_text``, the text embeddings) of the dataset of ``params``."""
+def load_inputs(params: dict[str, Any], with_text: bool = False, frames_in_memory: bool = True) -> Inputs:
+    """The features (and, ``with_text``, the text embeddings) of the dataset of ``params``;
+    ``frames_in_memory`` False leaves the frame features in the file (read per batch)."""
     paths = dataset_paths(params)
     try:
-        features = read_features(paths.features)
+        features = read_features(paths.features, frames_in_memory)
         inputs = Inputs(paths.name, features, paths.features, test_folds_for(features, paths.manifest, paths.features))
         if with_text:
             inputs.text_path = text_path(require(section(params, "text"), "prompt_set", str, "text"))

@@ -95,7 +95,7 @@ def train(fold: int, params_path: str, progress: bool) -> None:
         device = pick_device(settings.device)
     except DeviceError as error:
         raise click.ClickException(f"params: train.device: {error}") from error
-    inputs = load_inputs(params, with_text=True)
+    inputs = load_inputs(params, with_text=True, frames_in_memory=settings.optim.features_in_memory(device))
     features, text, test_fold = inputs.features, inputs.text, inputs.test_fold
     if fold not in set(test_fold.tolist()):
         present = sorted(set(test_fold.tolist()) - {0})

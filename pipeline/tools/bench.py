@@ -38,8 +38,10 @@ def bench(part: str, device: str, precision: str, embed_clips: int, frames: int,
     """Measure PART (embed | train | decode | all), each fast path against its baseline in one run.
 
     embed: bare ViT-B/32 forward on ready pixels vs the whole embed path (faces.h5 -> decode ->
-    resize/normalise -> encode -> features.h5). train: an epoch on cached features (with peak
-    memory) vs the image encoder in the loop, per clip. decode: one ffmpeg pass that outputs
+    resize/normalise -> encode -> features.h5). train: an epoch on cached features vs the image
+    encoder in the loop, per clip; its FLOPs against the device's matmul rate; its peak memory
+    with the cache held as the train stage holds it on the device (file on the CPU, memory on a
+    GPU), plain and with activation checkpointing, then held the other way. decode: one ffmpeg pass that outputs
     only the sampled frames vs decoding all frames, and clips on threads vs one after another.
     Uses seeded random ViT-B/32 weights (the real architecture) and synthetic data; nothing is
     written outside a temporary folder except --json. Numbers depend on what else the machine
@@ -100,10 +102,13 @@ SUMMARIES = {
                         f"a step is {r['step_gflop']:.1f} GFLOP (the encoder adds {r['loop_gflop_per_clip']:.0f} GFLOP "
                         f"per clip) at {r['step_gflop_per_s']:.0f} GFLOP/s = {100 * r['share_of_matmul_rate']:.0f}% of "
                         f"the device's matmul rate ({r['matmul_gflop_per_s']:.0f} GFLOP/s); features "
-                        f"{r['features_mib']:.0f} MiB, held +{r['cache_held_mib']:.0f} MiB; peak RSS +"
-                        f"{r['rss_increase_mib']:.0f} MiB from reading the cache on = {r['peak_over_features']:.2f}x the "
-                        f"file; with activation checkpointing +{r['checkpointed_rss_increase_mib']:.0f} MiB = "
-                        f"{r['checkpointed_peak_over_features']:.2f}x, epoch {r['checkpointed_epoch_s']:.2f} s"),
+                        f"{r['features_mib']:.0f} MiB, held in {r['feature_storage']} (feature_storage auto) +"
+                        f"{r['cache_held_mib']:.0f} MiB; peak RSS +{r['rss_increase_mib']:.0f} MiB from opening the "
+                        f"cache on = {r['peak_over_features']:.2f}x the file; with activation checkpointing +"
+                        f"{r['checkpointed_rss_increase_mib']:.0f} MiB = {r['checkpointed_peak_over_features']:.2f}x, "
+                        f"epoch {r['checkpointed_epoch_s']:.2f} s; held in {r['other_storage']} instead: held +"
+                        f"{r['other_held_mib']:.0f} MiB, peak +{r['other_rss_increase_mib']:.0f} MiB = "
+                        f"{r['other_peak_over_features']:.2f}x, epoch {r['other_epoch_s']:.2f} s"),
     "decode": lambda r: (f"{r['sampled']} of {r['frames_per_video']} frames at {r['size']}: one pass "
                          f"{r['one_pass_ms_per_clip']:.0f} ms/clip, decode all {r['decode_all_ms_per_clip']:.0f} "
                          f"ms/clip = {r['decode_all_over_one_pass']:.1f}x slower; {r['workers']} threads over clips "

@@ -1,5 +1,6 @@
 """``tg-dfer bench train``: a cached training epoch against the image encoder in the loop, its FLOPs
-against the device's matmul rate, and its peak memory with and without activation checkpointing."""
+against the device's matmul rate, and its peak memory with and without activation checkpointing,
+with the cache held as the train stage holds it on the device and the other way."""
 
 from __future__ import annotations
 
@@ -34,13 +35,19 @@ class TrainBench:
     matmul_gflop_per_s: float  # the device's rate on a large fp32 matmul, measured in the same run
     share_of_matmul_rate: float  # step_gflop_per_s / matmul_gflop_per_s
     features_mib: float  # the synthetic features.h5
-    cache_held_mib: float  # RSS increase once the cache is read and held for training (before any step)
-    peak_rss_mib: float  # from reading the cache on (Linux), or of the whole process
-    rss_increase_mib: float  # that peak minus the RSS before the cache was read
+    feature_storage: str  # train.optim.feature_storage auto on this device (file on the CPU, memory on a GPU)
+    cache_held_mib: float  # RSS increase once the cache is opened and held that way for training (before any step)
+    peak_rss_mib: float  # from opening the cache on (Linux), or of the whole process
+    rss_increase_mib: float  # that peak minus the RSS before the cache was opened
     peak_over_features: float  # rss_increase_mib / features_mib
     checkpointed_epoch_s: float  # the cached epoch with activation checkpointing (train.optim)
     checkpointed_rss_increase_mib: float
     checkpointed_peak_over_features: float
+    other_storage: str  # the other way of holding the cache, measured without checkpointing
+    other_epoch_s: float
+    other_held_mib: float
+    other_rss_increase_mib: float
+    other_peak_over_features: float
 
 
 def _synthetic_cache(path: Path, clips: int, frames: int, classes: int, dim: int, attrs: dict) -> None:
@@ -76,8 +83,10 @@ def bench_train(device: str = "cpu", clips: int = 9400, loop_clips: int = 8, fra
                 batch_size: int = 48, repeats: int = 1) -> TrainBench:
     """A training epoch of the default TG-DFER model on a cache of ``clips`` clips, per clip against the
     image encoder in the loop; its FLOPs against the device's matmul rate; its peak memory, and again
-    with activation checkpointing. The train stage's own memory setting applies (tg_dfer.memory)."""
-    from tg_dfer.io.features_h5 import read_features
+    with activation checkpointing, with the cache held as ``feature_storage: auto`` holds it on
+    ``device``; then one epoch with it held the other way (in memory / in the file). The train
+    stage's own memory setting applies (tg_dfer.memory)."""
+    from tg_dfer.io.features_h5 import FeatureRows, read_features
     from tg_dfer.memory import release_freed_memory
     from tg_dfer.model import ModelConfig, TextEncoder, build_model
     from tg_dfer.training.bank import FeatureBank
@@ -102,29 +111,37 @@ def bench_train(device: str = "cpu", clips: int = 9400, loop_clips: int = 8, fra
         return TrainConfig(epochs=1, batch_size=batch_size, val_fraction=0.0, track_test=False,
                            activation_checkpointing=checkpointing)
 
+    storage = "memory" if optim().features_in_memory(device) else "file"
+    other = "file" if storage == "memory" else "memory"
     with tempfile.TemporaryDirectory(prefix="tg-dfer-bench-") as folder:
         path = Path(folder) / "features.h5"
         attrs = {**loaded.attrs(), "class_names": names, "views": 1, "frames_per_clip": frames}
         _synthetic_cache(path, clips, frames, classes, D, attrs)
         features_mib = path.stat().st_size / (1 << 20)
-        reset_peak_rss()
-        before = current_rss_mib()
-        cache = read_features(path)
-        bank = FeatureBank(cache, device)
-        holding = current_rss_mib() - before
-        labels = cache.label.astype(np.int64)
         split = Split(train=np.arange(clips), val=np.zeros(0, np.int64), test=np.zeros(0, np.int64))
-        runs = {}
-        for checkpointing in (False, True):
-            model = fresh_model()
+        runs, held, baseline = {}, {}, {}
+        # Each storage from a fresh baseline: its peak counts from the moment its cache is opened.
+        for kind, checkpointings in ((storage, (False, True)), (other, (False,))):
             reset_peak_rss()
-            seconds = best_time(lambda: train_model(model, bank, labels, split, optim(checkpointing), progress=False),
-                                repeats, sync)
-            runs[checkpointing] = (seconds, peak_rss_mib() - before)
-            del model
-        one_batch = Split(train=np.arange(min(batch_size, clips)), val=split.val, test=split.test)
-        step_gflop = counted_gflop(lambda: train_model(fresh_model(), bank, labels, one_batch, optim(),
-                                                       progress=False))
+            before = baseline[kind] = current_rss_mib()
+            cache = read_features(path, frames_in_memory=kind == "memory")
+            bank = FeatureBank(cache, device)
+            held[kind] = current_rss_mib() - before
+            labels = cache.label.astype(np.int64)
+            for checkpointing in checkpointings:
+                model = fresh_model()
+                reset_peak_rss()
+                seconds = best_time(lambda: train_model(model, bank, labels, split, optim(checkpointing),
+                                                        progress=False), repeats, sync)
+                runs[kind, checkpointing] = (seconds, peak_rss_mib() - before)
+                del model
+            if kind == storage:
+                one_batch = Split(train=np.arange(min(batch_size, clips)), val=split.val, test=split.test)
+                step_gflop = counted_gflop(lambda: train_model(fresh_model(), bank, labels, one_batch, optim(),
+                                                               progress=False))
+            if isinstance(cache.features, FeatureRows):
+                cache.features.close()
+            del bank, cache
     rate = matmul_rate(device)
 
     # The same model, with every frame of every clip through the frozen image tower at every step.
@@ -151,7 +168,7 @@ def bench_train(device: str = "cpu", clips: int = 9400, loop_clips: int = 8, fra
 
     in_loop = best_time(loop_epoch, repeats, sync)
     encoder_gflop = counted_gflop(lambda: encode_images(loaded, batch_pixels[:T])) if T else 0.0
-    cached, peak = runs[False]
+    cached, peak = runs[storage, False]
     steps = -(-clips // batch_size)
     cached_per_clip, loop_per_clip = cached / clips, in_loop / loop_clips
     achieved = step_gflop * steps / cached
@@ -160,7 +177,10 @@ def bench_train(device: str = "cpu", clips: int = 9400, loop_clips: int = 8, fra
                       loop_over_cached=loop_per_clip / cached_per_clip, projected_5_folds_x_50_epochs_s=250 * cached,
                       step_gflop=step_gflop, loop_gflop_per_clip=encoder_gflop, step_gflop_per_s=achieved,
                       matmul_gflop_per_s=rate, share_of_matmul_rate=achieved / rate, features_mib=features_mib,
-                      cache_held_mib=holding, peak_rss_mib=before + peak, rss_increase_mib=peak,
-                      peak_over_features=peak / features_mib, checkpointed_epoch_s=runs[True][0],
-                      checkpointed_rss_increase_mib=runs[True][1],
-                      checkpointed_peak_over_features=runs[True][1] / features_mib)
+                      feature_storage=storage, cache_held_mib=held[storage], peak_rss_mib=baseline[storage] + peak,
+                      rss_increase_mib=peak, peak_over_features=peak / features_mib,
+                      checkpointed_epoch_s=runs[storage, True][0], checkpointed_rss_increase_mib=runs[storage, True][1],
+                      checkpointed_peak_over_features=runs[storage, True][1] / features_mib, other_storage=other,
+                      other_epoch_s=runs[other, False][0], other_held_mib=held[other],
+                      other_rss_increase_mib=runs[other, False][1],
+                      other_peak_over_features=runs[other, False][1] / features_mib)

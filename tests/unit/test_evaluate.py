@@ -221,7 +221,8 @@ def make_project(root, planted, **changes):
              "optim": {"epochs": 2, "batch_size": 16, "lr": 0.01, "prompt_lr": 0.001, "momentum": 0.9,
                        "weight_decay": 0.0001, "milestones": [30, 40], "gamma": 0.1, "val_fraction": 0.1,
                        "select_metric": "uar", "seed": 0, "track_test": True, "eval_batch_size": 64,
-                       "mixed_precision": True, "activation_checkpointing": False, "mean_pooling_epochs": 0}}
+                       "mixed_precision": True, "activation_checkpointing": False, "mean_pooling_epochs": 0,
+                       "feature_storage": "file"}}
     evaluate = {"weights": "best", "batch_size": 64, "device": "cpu", "frames": "all", "frames_k": 4}
     for key, value in changes.items():
         part, _, name = key.rpartition(".")

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from tg_dfer.io.features_h5 import FeatureRows, read_features, write_features
 from tg_dfer.model import build_model
 from tg_dfer.sampling import segment_indices
 from tg_dfer.synthetic import planted_cache
@@ -239,3 +240,29 @@ def test_mean_pooling_epochs_train_as_a_mean_pooled_model_would(planted):
     assert [r["train_loss"] for r in trained("topk", 1, 2).history][0] == mean.history[0]["train_loss"]
     with pytest.raises(ValueError, match="mean_pooling_epochs"):
         TrainConfig(mean_pooling_epochs=-1)
+
+
+def test_features_left_in_the_file_train_the_same_weights(planted, tmp_path):
+    """feature_storage file reads each batch's clips from features.h5: the same values, so the same steps."""
+    path = tmp_path / "features.h5"
+    write_features(path, planted.features)
+    on_file = read_features(path, frames_in_memory=False)
+    assert isinstance(on_file.features, FeatureRows) and on_file.features.shape == planted.features.features.shape
+    rows = np.array([7, 3, 3, 0, 119])
+    np.testing.assert_array_equal(on_file.features.read(rows), planted.features.features[rows])
+    config = TrainConfig(epochs=2, batch_size=16, track_test=True)
+    in_memory = fit(read_features(path), planted.text, planted.test_fold, 1, MODEL, config, progress=False)
+    from_file = fit(on_file, planted.text, planted.test_fold, 1, MODEL, config, progress=False)
+    np.testing.assert_equal(in_memory.history, from_file.history)  # NaN (no prompt lr) equal to NaN
+    for name, value in in_memory.last_state.items():
+        assert torch.equal(value, from_file.last_state[name]), name
+    on_file.features.close()
+
+
+def test_feature_storage_auto_reads_from_the_file_on_the_cpu_only():
+    assert not TrainConfig().features_in_memory("cpu")
+    assert TrainConfig().features_in_memory("cuda") and TrainConfig().features_in_memory("cuda:1")
+    assert TrainConfig(feature_storage="memory").features_in_memory("cpu")
+    assert not TrainConfig(feature_storage="file").features_in_memory("cuda")
+    with pytest.raises(ValueError, match="feature_storage"):
+        TrainConfig(feature_storage="disk")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import h5py
 import numpy as np
 
 from tg_dfer import __version__
@@ -15,13 +16,37 @@ from tg_dfer.io.h5 import STRING, AtomicH5, SchemaError, decode_strings, open_ch
 FEATURES_SCHEMA = "tg-dfer/features/1"
 
 
+class FeatureRows:
+    """The ``features`` dataset of a features.h5 left in the file and read a batch of clips at a time.
+
+    Training holds one step's clips instead of the whole cache: the file stays in the operating
+    system's page cache, which is not the process's resident memory, and a cache larger than the
+    memory still trains.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._handle = h5py.File(self.path, "r")
+        self._dataset = self._handle["features"]
+        self.shape: tuple[int, ...] = tuple(self._dataset.shape)
+        self.dtype = self._dataset.dtype
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        """The (B, V, F, D) features of ``rows`` (B,), in their order; repeats allowed."""
+        unique, inverse = np.unique(np.asarray(rows, dtype=np.int64), return_inverse=True)
+        return self._dataset[unique][inverse]  # h5py reads increasing, distinct rows only
+
+    def close(self) -> None:
+        self._handle.close()
+
+
 @dataclass
 class FeatureCache:
     """Contents of a features.h5 (schema ``tg-dfer/features/1``). N clips, V views, F frames."""
 
     clip_id: list[str]
     label: np.ndarray  # (N,) int64, -1 unknown
-    features: np.ndarray  # (N, V, F, D) float16, L2-normalised
+    features: np.ndarray | FeatureRows  # (N, V, F, D) float16, L2-normalised; FeatureRows: left in the file
     num_frames: np.ndarray  # (N,) int32, valid frames, the rest is padding
     frame_index: np.ndarray  # (N, F) int32
     face_score: np.ndarray  # (N, F) float32
@@ -105,8 +130,12 @@ def write_features(path: str | Path, cache: FeatureCache) -> None:
                       cache.face_score)
 
 
-def read_features(path: str | Path) -> FeatureCache:
-    """Load a features.h5 into memory, checking its schema and the consistency of its shapes."""
+def read_features(path: str | Path, frames_in_memory: bool = True) -> FeatureCache:
+    """Load a features.h5 into memory, checking its schema and the consistency of its shapes.
+
+    ``frames_in_memory`` False leaves the features themselves in the file (:class:`FeatureRows`);
+    the per-clip columns are read either way.
+    """
     with open_checked(path, FEATURES_SCHEMA) as handle:
         attrs = dict(handle.attrs)
         missing = [key for key in FEATURE_ATTRS if key not in attrs]
@@ -115,7 +144,7 @@ def read_features(path: str | Path) -> FeatureCache:
         cache = FeatureCache(
             clip_id=decode_strings(handle["clip_id"][:]),
             label=handle["label"][:].astype(np.int64),
-            features=handle["features"][:],
+            features=handle["features"][:] if frames_in_memory else FeatureRows(path),
             num_frames=handle["num_frames"][:].astype(np.int32),
             frame_index=handle["frame_index"][:].astype(np.int32),
             face_score=handle["face_score"][:].astype(np.float32),

@@ -1,25 +1,31 @@
-"""The feature cache resident on the training device, and segment sampling of whole batches on it."""
+"""The feature cache of training, resident on its device or read from the file per batch, and
+segment sampling of whole batches on the device."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from tg_dfer.io.features_h5 import FeatureCache
+from tg_dfer.io.features_h5 import FeatureCache, FeatureRows
 
 
 class FeatureBank:
-    """The feature cache resident on ``device`` as one tensor, and the per-step frame sampling.
+    """The feature cache for training, and the per-step frame sampling.
 
     Training picks one random frame per segment when a clip has more valid cached frames than the
     T the model sees, and a random view per clip; testing picks segment centres of view 0. The
-    sampling is :func:`tg_dfer.sampling.segment_indices` done for a whole batch on ``device``, so
-    a training step copies nothing between host and device.
+    sampling is :func:`tg_dfer.sampling.segment_indices` done for a whole batch on ``device``.
+    Features in memory (an array) are held on ``device`` as one tensor, so a step copies nothing
+    between host and device; features left in the file (:class:`FeatureRows`) are read a batch's
+    clips at a time, the same values, so the same steps.
     """
 
     def __init__(self, cache: FeatureCache, device: str | torch.device = "cpu"):
         self.device = torch.device(device)
-        self.features = torch.from_numpy(np.ascontiguousarray(cache.features)).to(self.device)  # (N, V, F, D) fp16
+        self.shape = tuple(cache.features.shape)  # (N, V, F, D)
+        self.on_file = cache.features if isinstance(cache.features, FeatureRows) else None
+        self.features = None if self.on_file is not None else torch.from_numpy(
+            np.ascontiguousarray(cache.features)).to(self.device)  # (N, V, F, D) fp16
         self.num_frames = torch.from_numpy(cache.num_frames.astype(np.int64)).to(self.device)  # (N,)
         self.frame_index = torch.from_numpy(cache.frame_index.astype(np.int64)).to(self.device)  # (N, F)
 
@@ -40,7 +46,7 @@ class FeatureBank:
 
     @property
     def views(self) -> int:
-        return self.features.shape[1]
+        return self.shape[1]
 
     def generator(self, seed: int) -> torch.Generator:
         """A seeded random generator on the bank's device, for :meth:`sample`."""
@@ -70,7 +76,11 @@ class FeatureBank:
         short = n < frames  # fewer frames than T: all of them, then the last one repeated as padding
         positions = torch.where(short, torch.minimum(k, n - 1), picks)  # (B, T)
         mask = ~short | (k < n)
-        x = self.features[rows[:, None], views[:, None], positions].float()  # (B, T, D)
+        if self.on_file is None:
+            x = self.features[rows[:, None], views[:, None], positions].float()  # (B, T, D)
+        else:
+            clips = torch.from_numpy(self.on_file.read(rows.cpu().numpy())).to(self.device)  # (B, V, F, D)
+            x = clips[torch.arange(B, device=self.device)[:, None], views[:, None], positions].float()
         return x, mask, positions
 
     def batch(self, rows: np.ndarray, frames: int, generator: torch.Generator | None = None

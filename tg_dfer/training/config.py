@@ -8,6 +8,7 @@ from typing import Any
 from tg_dfer.model.config import config_from_dict
 
 SELECT_METRICS = ("uar", "war", "loss")
+FEATURE_STORAGES = ("auto", "memory", "file")
 
 
 @dataclass
@@ -33,6 +34,10 @@ class TrainConfig:
     # (docs/model.md, "MIL on planted bags": a class learnt by absence under top-k from the start;
     # a listed deviation, docs/paper-deviations.md). 0 trains with the model's pooling throughout.
     mean_pooling_epochs: int = 3
+    # Where the cached frame features live while training: memory (on the training device, one
+    # tensor), file (read per batch: resident memory near the model's own, docs/benchmarks.md), or
+    # auto: memory on a GPU, file on the CPU. The same values either way, so the same results.
+    feature_storage: str = "auto"
 
     def __post_init__(self) -> None:
         self.milestones = [int(m) for m in self.milestones]
@@ -48,10 +53,19 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction!r}")
+        if self.feature_storage not in FEATURE_STORAGES:
+            raise ValueError(f"feature_storage must be one of {', '.join(FEATURE_STORAGES)}, "
+                             f"got {self.feature_storage!r}")
         if self.select_metric not in SELECT_METRICS:
             raise ValueError(f"select_metric must be one of {', '.join(SELECT_METRICS)}, got {self.select_metric!r}")
         if any(m < 1 for m in self.milestones) or sorted(self.milestones) != self.milestones:
             raise ValueError(f"milestones must be increasing epochs >= 1, got {self.milestones!r}")
+
+    def features_in_memory(self, device: str) -> bool:
+        """Whether training on ``device`` holds the cached features in memory (else reads them per batch)."""
+        if self.feature_storage == "auto":
+            return not str(device).startswith("cpu")
+        return self.feature_storage == "memory"
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":

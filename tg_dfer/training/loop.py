@@ -1,7 +1,8 @@
 """The training loop of one fold: seeded, deterministic, keeping the best-on-validation and last weights.
 
-The whole feature cache sits on the training device (:class:`~tg_dfer.training.bank.FeatureBank`);
-each step gathers its clips from it, so an epoch costs only the small temporal network and, with
+The feature cache sits on the training device or stays in its file, read per batch
+(:class:`~tg_dfer.training.bank.FeatureBank`, ``TrainConfig.feature_storage``); each step gathers
+its clips from it, so an epoch costs only the small temporal network and, with
 learnable context, one pass of the frozen text tower over the C class prompts (never per clip).
 """
 
