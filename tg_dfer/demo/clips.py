@@ -161,13 +161,16 @@ def _expression_envelope(num_frames: int, rng: np.random.Generator) -> np.ndarra
     """Zero except one bump (raised-cosine rise, apex plateau at 1, fall) at a random time."""
     width = max(5, int(round(rng.uniform(0.15, 0.25) * num_frames)))
     ramp = max(1, int(round(width * rng.uniform(0.25, 0.35))))
-    plateau = width - 2 * ramp
-    rise = 0.5 - 0.5 * np.cos(np.pi * np.arange(1, ramp + 1) / (ramp + 1))
-    bump = np.concatenate([rise, np.ones(plateau), rise[::-1]])
     start = int(rng.integers(1, num_frames - width))
     envelope = np.zeros(num_frames)
-    envelope[start : start + width] = bump
+    envelope[start : start + width] = _bump(width, ramp)
     return envelope
+
+
+def _bump(width: int, ramp: int) -> np.ndarray:
+    """(width,) raised-cosine rise over ``ramp`` frames, a plateau at 1, and the mirrored fall."""
+    rise = 0.5 - 0.5 * np.cos(np.pi * np.arange(1, ramp + 1) / (ramp + 1))
+    return np.concatenate([rise, np.ones(width - 2 * ramp), rise[::-1]])
 
 
 def confuser_track(label: int, envelope: np.ndarray, rng: np.random.Generator) -> tuple[str, np.ndarray]:
@@ -188,10 +191,8 @@ def confuser_track(label: int, envelope: np.ndarray, rng: np.random.Generator) -
     length = min(room, max(4, int(round(rng.uniform(*CONFUSER_SHARE) * T))))
     offset = int(rng.integers(0, room - length + 1))
     start = offset if before >= after else shown[-1] + 2 + offset
-    ramp = max(1, length // 4)
-    rise = 0.5 - 0.5 * np.cos(np.pi * np.arange(1, ramp + 1) / (ramp + 1))
     track = np.zeros(T)
-    track[start : start + length] = strength * np.concatenate([rise, np.ones(length - 2 * ramp), rise[::-1]])
+    track[start : start + length] = strength * _bump(length, max(1, length // 4))
     return name, track
 
 

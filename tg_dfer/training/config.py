@@ -53,11 +53,9 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction!r}")
-        if self.feature_storage not in FEATURE_STORAGES:
-            raise ValueError(f"feature_storage must be one of {', '.join(FEATURE_STORAGES)}, "
-                             f"got {self.feature_storage!r}")
-        if self.select_metric not in SELECT_METRICS:
-            raise ValueError(f"select_metric must be one of {', '.join(SELECT_METRICS)}, got {self.select_metric!r}")
+        for name, allowed in (("select_metric", SELECT_METRICS), ("feature_storage", FEATURE_STORAGES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if any(m < 1 for m in self.milestones) or sorted(self.milestones) != self.milestones:
             raise ValueError(f"milestones must be increasing epochs >= 1, got {self.milestones!r}")
 
