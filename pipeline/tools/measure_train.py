@@ -28,12 +28,14 @@ class TrainBench:
     cached_ms_per_clip: float
     loop_ms_per_clip: float
     loop_over_cached: float  # how many times slower per clip the image encoder in the loop is
+    flop_ratio: float  # the loop's FLOPs per clip over the cached epoch's: loop_over_cached if both ran at one rate
     projected_5_folds_x_50_epochs_s: float  # cached_epoch_s x 250: training steps only, no per-epoch scoring
     step_gflop: float  # matmul FLOPs of one cached training step (forward and backward), counted
     loop_gflop_per_clip: float  # what the image encoder adds per clip in the loop (counted)
     step_gflop_per_s: float  # the cached steps' matmul FLOPs over their time
     matmul_gflop_per_s: float  # the device's rate on a large fp32 matmul, measured in the same run
     share_of_matmul_rate: float  # step_gflop_per_s / matmul_gflop_per_s
+    loop_share_of_matmul_rate: float  # the same for the epoch with the image encoder in the loop
     features_mib: float  # the synthetic features.h5
     feature_storage: str  # train.optim.feature_storage auto on this device (file on the CPU, memory on a GPU)
     cache_held_mib: float  # RSS increase once the cache is opened and held that way for training (before any step)
@@ -172,11 +174,15 @@ def bench_train(device: str = "cpu", clips: int = 9400, loop_clips: int = 8, fra
     steps = -(-clips // batch_size)
     cached_per_clip, loop_per_clip = cached / clips, in_loop / loop_clips
     achieved = step_gflop * steps / cached
+    step_gflop_per_clip = step_gflop / min(batch_size, clips)
+    loop_gflop = encoder_gflop + step_gflop_per_clip  # per clip: the encoder, then the same training step
     return TrainBench(clips=clips, loop_clips=loop_clips, frames=frames, batch_size=batch_size, cached_epoch_s=cached,
                       cached_ms_per_clip=1e3 * cached_per_clip, loop_ms_per_clip=1e3 * loop_per_clip,
-                      loop_over_cached=loop_per_clip / cached_per_clip, projected_5_folds_x_50_epochs_s=250 * cached,
+                      loop_over_cached=loop_per_clip / cached_per_clip, flop_ratio=loop_gflop / step_gflop_per_clip,
+                      projected_5_folds_x_50_epochs_s=250 * cached,
                       step_gflop=step_gflop, loop_gflop_per_clip=encoder_gflop, step_gflop_per_s=achieved,
-                      matmul_gflop_per_s=rate, share_of_matmul_rate=achieved / rate, features_mib=features_mib,
+                      matmul_gflop_per_s=rate, share_of_matmul_rate=achieved / rate,
+                      loop_share_of_matmul_rate=loop_gflop / loop_per_clip / rate, features_mib=features_mib,
                       feature_storage=storage, cache_held_mib=held[storage], peak_rss_mib=baseline[storage] + peak,
                       rss_increase_mib=peak, peak_over_features=peak / features_mib,
                       checkpointed_epoch_s=runs[storage, True][0], checkpointed_rss_increase_mib=runs[storage, True][1],

@@ -27,6 +27,7 @@ def test_bench_all_at_tiny_sizes_writes_its_json(tmp_path, one_thread):
     assert saved["train"]["step_gflop"] > 0 and 0 < saved["train"]["share_of_matmul_rate"]
     assert saved["train"]["loop_gflop_per_clip"] > saved["train"]["step_gflop"] / 2 and saved["train"]["checkpointed_epoch_s"] > 0
     train = saved["train"]
+    assert train["flop_ratio"] > 1 and 0 < train["loop_share_of_matmul_rate"]
     assert (train["feature_storage"], train["other_storage"]) == ("file", "memory"), "the CPU trains from the file"
     assert train["other_epoch_s"] > 0 and train["other_held_mib"] >= 0
     assert saved["decode"]["sampled"] == 2 and saved["decode"]["decode_all_ms_per_clip"] > 0
