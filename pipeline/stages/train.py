@@ -88,7 +88,8 @@ def train(fold: int, params_path: str, progress: bool) -> None:
     """
     params = load_params(params_path)
     settings = train_settings(params, params_path)
-    release_freed_memory()  # the resident memory of training stays at what is live (tg_dfer/memory.py)
+    if settings.optim.activation_checkpointing:  # the memory-lean mode: RSS stays at what is live (tg_dfer/memory.py)
+        release_freed_memory()
     if fold not in settings.folds:
         raise click.ClickException(f"--fold {fold} is not in train.folds {settings.folds}")
     try:

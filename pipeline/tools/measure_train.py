@@ -4,7 +4,9 @@ with the cache held as the train stage holds it on the device and the other way.
 
 from __future__ import annotations
 
+import multiprocessing
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -81,86 +83,25 @@ def matmul_rate(device: str, size: int = 2048, repeats: int = 5) -> float:
     return 2 * size ** 3 / seconds / 1e9
 
 
-def bench_train(device: str = "cpu", clips: int = 9400, loop_clips: int = 8, frames: int = 16, classes: int = 7,
-                batch_size: int = 48, repeats: int = 1) -> TrainBench:
-    """A training epoch of the default TG-DFER model on a cache of ``clips`` clips, per clip against the
-    image encoder in the loop; its FLOPs against the device's matmul rate; its peak memory, and again
-    with activation checkpointing, with the cache held as ``feature_storage: auto`` holds it on
-    ``device``; then one epoch with it held the other way (in memory / in the file). The train
-    stage's own memory setting applies (tg_dfer.memory)."""
-    from tg_dfer.io.features_h5 import FeatureRows, read_features
-    from tg_dfer.memory import release_freed_memory
-    from tg_dfer.model import ModelConfig, TextEncoder, build_model
-    from tg_dfer.training.bank import FeatureBank
-    from tg_dfer.training.config import TrainConfig
-    from tg_dfer.training.loop import parameter_groups, train_model
-    from tg_dfer.training.splits import Split
+def _loop_epoch(loaded, model, config, clips: int, batch_size: int, classes: int, device: str,
+                repeats: int) -> tuple[float, float]:
+    """Seconds of an epoch of ``clips`` clips with every frame through the frozen image tower at every
+    step, then the same training step; and the tower's counted GFLOP per clip."""
+    from tg_dfer.training.loop import parameter_groups
 
-    release_freed_memory()
-    sync = synchroniser(device)
-    loaded = load_backbone("ViT-B/32", "random", device=device)
-    encoder = TextEncoder.from_clip(loaded.model).to(device)
-    D, T = loaded.embed_dim, frames
-    text = F.normalize(torch.randn(classes, D, generator=torch.Generator().manual_seed(0)), dim=-1)
-    names = [f"class{k}" for k in range(classes)]
-
-    def fresh_model():
-        config = ModelConfig(embed_dim=D, num_classes=classes, num_frames=T, window=min(4, T))
-        return build_model(config, names, [f"an expression of {n}." for n in names], names, text, text,
-                           encoder=encoder, seed=0).to(device)
-
-    def optim(checkpointing: bool = False) -> TrainConfig:
-        return TrainConfig(epochs=1, batch_size=batch_size, val_fraction=0.0, track_test=False,
-                           activation_checkpointing=checkpointing)
-
-    storage = "memory" if optim().features_in_memory(device) else "file"
-    other = "file" if storage == "memory" else "memory"
-    with tempfile.TemporaryDirectory(prefix="tg-dfer-bench-") as folder:
-        path = Path(folder) / "features.h5"
-        attrs = {**loaded.attrs(), "class_names": names, "views": 1, "frames_per_clip": frames}
-        _synthetic_cache(path, clips, frames, classes, D, attrs)
-        features_mib = path.stat().st_size / (1 << 20)
-        split = Split(train=np.arange(clips), val=np.zeros(0, np.int64), test=np.zeros(0, np.int64))
-        runs, held, baseline = {}, {}, {}
-        # Each storage from a fresh baseline: its peak counts from the moment its cache is opened.
-        for kind, checkpointings in ((storage, (False, True)), (other, (False,))):
-            reset_peak_rss()
-            before = baseline[kind] = current_rss_mib()
-            cache = read_features(path, frames_in_memory=kind == "memory")
-            bank = FeatureBank(cache, device)
-            held[kind] = current_rss_mib() - before
-            labels = cache.label.astype(np.int64)
-            for checkpointing in checkpointings:
-                model = fresh_model()
-                reset_peak_rss()
-                seconds = best_time(lambda: train_model(model, bank, labels, split, optim(checkpointing),
-                                                        progress=False), repeats, sync)
-                runs[kind, checkpointing] = (seconds, peak_rss_mib() - before)
-                del model
-            if kind == storage:
-                one_batch = Split(train=np.arange(min(batch_size, clips)), val=split.val, test=split.test)
-                step_gflop = counted_gflop(lambda: train_model(fresh_model(), bank, labels, one_batch, optim(),
-                                                               progress=False))
-            if isinstance(cache.features, FeatureRows):
-                cache.features.close()
-            del bank, cache
-    rate = matmul_rate(device)
-
-    # The same model, with every frame of every clip through the frozen image tower at every step.
+    T, D, S = model.config.num_frames, loaded.embed_dim, loaded.input_resolution
     rng = np.random.default_rng(0)
-    S = loaded.input_resolution
     pixels = preprocess(torch.from_numpy(smooth_faces(16, 160, rng)), S)  # a few distinct images, reused
-    model = fresh_model().train()
-    config = optim()
+    model.train()
     optimizer = torch.optim.SGD(parameter_groups(model, config), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
-    y = torch.from_numpy(np.arange(loop_clips) % classes).to(device)
+    y = torch.from_numpy(np.arange(clips) % classes).to(device)
     mask = torch.ones(batch_size, T, dtype=torch.bool, device=device)
     batch_pixels = pixels[torch.arange(batch_size * T) % len(pixels)].to(device)  # (B * T, 3, S, S)
 
-    def loop_epoch() -> None:
-        for start in range(0, loop_clips, batch_size):
-            rows = slice(start, min(start + batch_size, loop_clips))
+    def epoch() -> None:
+        for start in range(0, clips, batch_size):
+            rows = slice(start, min(start + batch_size, clips))
             B = rows.stop - rows.start
             x = encode_images(loaded, batch_pixels[: B * T]).reshape(B, T, D)  # frozen: no gradient
             loss = F.cross_entropy(model(x, mask[:B]).logits, y[rows])
@@ -168,9 +109,109 @@ def bench_train(device: str = "cpu", clips: int = 9400, loop_clips: int = 8, fra
             loss.backward()
             optimizer.step()
 
-    in_loop = best_time(loop_epoch, repeats, sync)
+    seconds = best_time(epoch, repeats, synchroniser(device))
     encoder_gflop = counted_gflop(lambda: encode_images(loaded, batch_pixels[:T])) if T else 0.0
-    cached, peak = runs[storage, False]
+    return seconds, encoder_gflop
+
+
+def _bench_model(loaded, encoder, classes: int, frames: int, device: str):
+    """The bench's default TG-DFER model, seeded: every process builds the same one."""
+    from tg_dfer.model import ModelConfig, build_model
+
+    D = loaded.embed_dim
+    text = F.normalize(torch.randn(classes, D, generator=torch.Generator().manual_seed(0)), dim=-1)
+    names = [f"class{k}" for k in range(classes)]
+    config = ModelConfig(embed_dim=D, num_classes=classes, num_frames=frames, window=min(4, frames))
+    return build_model(config, names, [f"an expression of {n}." for n in names], names, text, text,
+                       encoder=encoder, seed=0).to(device)
+
+
+def _bench_optim(batch_size: int, checkpointing: bool = False):
+    from tg_dfer.training.config import TrainConfig
+
+    return TrainConfig(epochs=1, batch_size=batch_size, val_fraction=0.0, track_test=False,
+                       activation_checkpointing=checkpointing)
+
+
+def _epoch_in_own_process(path: str, storage: str, checkpointing: bool, device: str, classes: int, frames: int,
+                          batch_size: int, repeats: int, threads: int) -> tuple[float, float, float, float]:
+    """A cached training epoch as a ``tg-dfer train`` process runs it, in a process of its own: with
+    the memory setting of its mode (tg_dfer.memory), which glibc cannot undo, and a peak of its own.
+    Returns seconds, the RSS increase of holding the cache and the peak RSS increase, counted from
+    just before the cache is opened, and the peak RSS."""
+    from tg_dfer.io.features_h5 import FeatureRows, read_features
+    from tg_dfer.memory import release_freed_memory
+    from tg_dfer.model import TextEncoder
+    from tg_dfer.training.bank import FeatureBank
+    from tg_dfer.training.loop import train_model
+    from tg_dfer.training.splits import Split
+
+    torch.set_num_threads(threads)
+    if checkpointing:  # the memory-lean mode, as the train stage sets it
+        release_freed_memory()
+    loaded = load_backbone("ViT-B/32", "random", device=device)
+    encoder = TextEncoder.from_clip(loaded.model).to(device)
+    reset_peak_rss()
+    before = current_rss_mib()
+    cache = read_features(path, frames_in_memory=storage == "memory")
+    bank = FeatureBank(cache, device)
+    held = current_rss_mib() - before
+    model = _bench_model(loaded, encoder, classes, frames, device)
+    clips = len(cache.clip_id)
+    split = Split(train=np.arange(clips), val=np.zeros(0, np.int64), test=np.zeros(0, np.int64))
+    reset_peak_rss()
+    seconds = best_time(lambda: train_model(model, bank, cache.label.astype(np.int64), split,
+                                            _bench_optim(batch_size, checkpointing), progress=False),
+                        repeats, synchroniser(device))
+    peak = peak_rss_mib()
+    if isinstance(cache.features, FeatureRows):
+        cache.features.close()
+    return seconds, held, peak - before, peak
+
+
+def bench_train(device: str = "cpu", clips: int = 9400, loop_clips: int = 8, frames: int = 16, classes: int = 7,
+                batch_size: int = 48, repeats: int = 1) -> TrainBench:
+    """A training epoch of the default TG-DFER model on a cache of ``clips`` clips, per clip against the
+    image encoder in the loop; its FLOPs against the device's matmul rate; its peak memory, and again
+    with activation checkpointing, with the cache held as ``feature_storage: auto`` holds it on
+    ``device``; then one epoch with it held the other way (in memory / in the file). Each cached
+    epoch runs in a fresh process with the train stage's memory setting (tg_dfer.memory); the loop
+    runs here, with the plain epoch's."""
+    from tg_dfer.io.features_h5 import read_features
+    from tg_dfer.model import TextEncoder
+    from tg_dfer.training.bank import FeatureBank
+    from tg_dfer.training.loop import train_model
+    from tg_dfer.training.splits import Split
+
+    loaded = load_backbone("ViT-B/32", "random", device=device)
+    encoder = TextEncoder.from_clip(loaded.model).to(device)
+    names = [f"class{k}" for k in range(classes)]
+    storage = "memory" if _bench_optim(batch_size).features_in_memory(device) else "file"
+    other = "file" if storage == "memory" else "memory"
+    spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: no memory setting or heap inherited
+    with tempfile.TemporaryDirectory(prefix="tg-dfer-bench-") as folder:
+        path = Path(folder) / "features.h5"
+        attrs = {**loaded.attrs(), "class_names": names, "views": 1, "frames_per_clip": frames}
+        _synthetic_cache(path, clips, frames, classes, loaded.embed_dim, attrs)
+        features_mib = path.stat().st_size / (1 << 20)
+        runs = {}
+        for kind, checkpointing in ((storage, False), (storage, True), (other, False)):
+            with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+                runs[kind, checkpointing] = pool.submit(
+                    _epoch_in_own_process, str(path), kind, checkpointing, device, classes, frames, batch_size,
+                    repeats, torch.get_num_threads()).result()
+        cache = read_features(path, frames_in_memory=storage == "memory")
+        one_batch = Split(train=np.arange(min(batch_size, clips)), val=np.zeros(0, np.int64),
+                          test=np.zeros(0, np.int64))
+        step_gflop = counted_gflop(lambda: train_model(
+            _bench_model(loaded, encoder, classes, frames, device), FeatureBank(cache, device),
+            cache.label.astype(np.int64), one_batch, _bench_optim(batch_size), progress=False))
+        del cache
+    rate = matmul_rate(device)
+    in_loop, encoder_gflop = _loop_epoch(loaded, _bench_model(loaded, encoder, classes, frames, device),
+                                         _bench_optim(batch_size), loop_clips, batch_size, classes, device, repeats)
+
+    cached, held, peak, peak_rss = runs[storage, False]
     steps = -(-clips // batch_size)
     cached_per_clip, loop_per_clip = cached / clips, in_loop / loop_clips
     achieved = step_gflop * steps / cached
@@ -183,10 +224,10 @@ def bench_train(device: str = "cpu", clips: int = 9400, loop_clips: int = 8, fra
                       step_gflop=step_gflop, loop_gflop_per_clip=encoder_gflop, step_gflop_per_s=achieved,
                       matmul_gflop_per_s=rate, share_of_matmul_rate=achieved / rate,
                       loop_share_of_matmul_rate=loop_gflop / loop_per_clip / rate, features_mib=features_mib,
-                      feature_storage=storage, cache_held_mib=held[storage], peak_rss_mib=baseline[storage] + peak,
+                      feature_storage=storage, cache_held_mib=held, peak_rss_mib=peak_rss,
                       rss_increase_mib=peak, peak_over_features=peak / features_mib,
-                      checkpointed_epoch_s=runs[storage, True][0], checkpointed_rss_increase_mib=runs[storage, True][1],
-                      checkpointed_peak_over_features=runs[storage, True][1] / features_mib, other_storage=other,
-                      other_epoch_s=runs[other, False][0], other_held_mib=held[other],
-                      other_rss_increase_mib=runs[other, False][1],
-                      other_peak_over_features=runs[other, False][1] / features_mib)
+                      checkpointed_epoch_s=runs[storage, True][0], checkpointed_rss_increase_mib=runs[storage, True][2],
+                      checkpointed_peak_over_features=runs[storage, True][2] / features_mib, other_storage=other,
+                      other_epoch_s=runs[other, False][0], other_held_mib=runs[other, False][1],
+                      other_rss_increase_mib=runs[other, False][2],
+                      other_peak_over_features=runs[other, False][2] / features_mib)

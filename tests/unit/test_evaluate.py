@@ -261,6 +261,18 @@ def test_train_and_evaluate_commands(tmp_path, monkeypatch, planted):
         (planted.test_fold == 1).sum())
 
 
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_train_gives_freed_memory_back_only_in_the_memory_lean_mode(tmp_path, monkeypatch, planted, checkpointing):
+    # Fixing glibc's mmap threshold lasts for the process and costs plain training its speed.
+    calls = []
+    monkeypatch.setattr("pipeline.stages.train.release_freed_memory", lambda: calls.append("fixed") or True)
+    monkeypatch.chdir(tmp_path)
+    make_project(tmp_path, planted, **{"optim.activation_checkpointing": checkpointing})
+    result = run("train", "--fold", "1", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert calls == (["fixed"] if checkpointing else [])
+
+
 @pytest.mark.parametrize("change, message", [
     ({"model.window": 0}, "train.model.window must be an integer >= 1"),
     ({"model.window": 9}, "train.model: window (9) must not exceed num_frames (8)"),

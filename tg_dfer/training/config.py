@@ -29,7 +29,9 @@ class TrainConfig:
     track_test: bool = True  # also score the test fold every epoch (reported only, never used to select)
     eval_batch_size: int = 256
     mixed_precision: bool = True  # bf16 autocast of training steps on a CUDA GPU; no effect on CPU
-    activation_checkpointing: bool = False  # recompute the temporal layers in backward: less memory, more time
+    # The memory-lean mode: recompute the temporal layers in the backward pass, and (train stage) give
+    # freed memory back at once (tg_dfer/memory.py): peak memory near what is live, epochs ~1.5x longer.
+    activation_checkpointing: bool = False
     # First epochs with the bag pooled by its mean, every frame trained, before the model's own pooling
     # (docs/model.md, "MIL on planted bags": a class learnt by absence under top-k from the start;
     # a listed deviation, docs/paper-deviations.md). 0 trains with the model's pooling throughout.
