@@ -6,7 +6,7 @@ activations of every step come from the heap instead. The heap reuses them witho
 kernel for fresh pages, which is fast, but it keeps what was freed (on the 2-core machine, about
 +150 MiB of RSS above the live working set of one step). Fixing the threshold sends every large
 block back to the kernel when it is freed: the resident memory stays at what is live, and every
-step pays for zeroed fresh pages (a third of a plain cached epoch's time there, docs/benchmarks.md).
+step pays for zeroed fresh pages (15-31 % of a plain cached epoch's time there, docs/benchmarks.md).
 Training chooses with activation checkpointing, its memory-lean mode.
 """
 
@@ -35,4 +35,3 @@ def release_freed_memory() -> bool:
     """
     libc = _glibc()
     return libc is not None and bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
-

@@ -126,6 +126,13 @@ def _bench_model(loaded, encoder, classes: int, frames: int, device: str):
                        encoder=encoder, seed=0).to(device)
 
 
+def _train_only(clips: int):
+    """A split that trains on the first ``clips`` clips and holds none out."""
+    from tg_dfer.training.splits import Split
+
+    return Split(train=np.arange(clips), val=np.zeros(0, np.int64), test=np.zeros(0, np.int64))
+
+
 def _bench_optim(batch_size: int, checkpointing: bool = False):
     from tg_dfer.training.config import TrainConfig
 
@@ -144,7 +151,6 @@ def _epoch_in_own_process(path: str, storage: str, checkpointing: bool, device: 
     from tg_dfer.model import TextEncoder
     from tg_dfer.training.bank import FeatureBank
     from tg_dfer.training.loop import train_model
-    from tg_dfer.training.splits import Split
 
     torch.set_num_threads(threads)
     if checkpointing:  # the memory-lean mode, as the train stage sets it
@@ -157,9 +163,8 @@ def _epoch_in_own_process(path: str, storage: str, checkpointing: bool, device: 
     bank = FeatureBank(cache, device)
     held = current_rss_mib() - before
     model = _bench_model(loaded, encoder, classes, frames, device)
-    clips = len(cache.clip_id)
-    split = Split(train=np.arange(clips), val=np.zeros(0, np.int64), test=np.zeros(0, np.int64))
     reset_peak_rss()
+    split = _train_only(len(cache.clip_id))
     seconds = best_time(lambda: train_model(model, bank, cache.label.astype(np.int64), split,
                                             _bench_optim(batch_size, checkpointing), progress=False),
                         repeats, synchroniser(device))
@@ -177,11 +182,10 @@ def bench_train(device: str = "cpu", clips: int = 9400, loop_clips: int = 8, fra
     ``device``; then one epoch with it held the other way (in memory / in the file). Each cached
     epoch runs in a fresh process with the train stage's memory setting (tg_dfer.memory); the loop
     runs here, with the plain epoch's."""
-    from tg_dfer.io.features_h5 import read_features
+    from tg_dfer.io.features_h5 import FeatureRows, read_features
     from tg_dfer.model import TextEncoder
     from tg_dfer.training.bank import FeatureBank
     from tg_dfer.training.loop import train_model
-    from tg_dfer.training.splits import Split
 
     loaded = load_backbone("ViT-B/32", "random", device=device)
     encoder = TextEncoder.from_clip(loaded.model).to(device)
@@ -201,12 +205,12 @@ def bench_train(device: str = "cpu", clips: int = 9400, loop_clips: int = 8, fra
                     _epoch_in_own_process, str(path), kind, checkpointing, device, classes, frames, batch_size,
                     repeats, torch.get_num_threads()).result()
         cache = read_features(path, frames_in_memory=storage == "memory")
-        one_batch = Split(train=np.arange(min(batch_size, clips)), val=np.zeros(0, np.int64),
-                          test=np.zeros(0, np.int64))
         step_gflop = counted_gflop(lambda: train_model(
             _bench_model(loaded, encoder, classes, frames, device), FeatureBank(cache, device),
-            cache.label.astype(np.int64), one_batch, _bench_optim(batch_size), progress=False))
-        del cache
+            cache.label.astype(np.int64), _train_only(min(batch_size, clips)), _bench_optim(batch_size),
+            progress=False))
+        if isinstance(cache.features, FeatureRows):
+            cache.features.close()
     rate = matmul_rate(device)
     in_loop, encoder_gflop = _loop_epoch(loaded, _bench_model(loaded, encoder, classes, frames, device),
                                          _bench_optim(batch_size), loop_clips, batch_size, classes, device, repeats)
