@@ -1,11 +1,13 @@
-"""``tg-dfer bench train``: a cached training epoch against the image encoder in the loop, its FLOPs
-against the device's matmul rate, and its peak memory with and without activation checkpointing,
-with the cache held as the train stage holds it on the device and the other way."""
+"""``tg-dfer bench train``: cached training steps against the image encoder in the loop, taken in
+turn so that both see the same machine, their FLOPs against the device's matmul rate, and a cached
+epoch's time and peak memory with and without activation checkpointing, with the cache held as the
+train stage holds it on the device and the other way."""
 
 from __future__ import annotations
 
 import multiprocessing
 import tempfile
+import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,19 +25,23 @@ from tg_dfer.io.features_h5 import FeaturesWriter
 @dataclass
 class TrainBench:
     clips: int  # clips in the cached epoch (e.g. DFEW's ~9,400 training clips)
-    loop_clips: int  # clips in the epoch with the image encoder in the loop
+    loop_clips: int  # clips of each round's epoch with the image encoder in the loop
     frames: int
     batch_size: int
-    cached_epoch_s: float
-    cached_ms_per_clip: float
-    loop_ms_per_clip: float
-    loop_over_cached: float  # how many times slower per clip the image encoder in the loop is
+    rounds: int  # rounds of ROUND_STEPS cached steps, then an epoch of loop_clips with the encoder in the loop
+    cached_epoch_s: float  # the whole cached epoch, in a process of its own (the memory figures' run)
+    cached_ms_per_clip: float  # cached_epoch_s per clip
+    round_cached_ms_per_clip: float  # the rounds' cached steps per clip
+    loop_ms_per_clip: float  # the rounds' epochs with the encoder in the loop per clip
+    loop_over_cached: float  # loop_ms_per_clip / round_cached_ms_per_clip: how many times slower the loop is
+    round_ratios: list  # the same ratio in each round: its spread is the machine's
     flop_ratio: float  # the loop's FLOPs per clip over the cached epoch's: loop_over_cached if both ran at one rate
     projected_5_folds_x_50_epochs_s: float  # cached_epoch_s x 250: training steps only, no per-epoch scoring
     step_gflop: float  # matmul FLOPs of one cached training step (forward and backward), counted
     loop_gflop_per_clip: float  # what the image encoder adds per clip in the loop (counted)
     step_gflop_per_s: float  # the cached steps' matmul FLOPs over their time
-    matmul_gflop_per_s: float  # the device's rate on a large fp32 matmul, measured in the same run
+    matmul_gflop_per_s: float  # the device's rate on a large fp32 matmul, the mean of one measure per round
+    round_matmul_gflop_per_s: list  # those measures: how much the machine's speed moved during the rounds
     share_of_matmul_rate: float  # step_gflop_per_s / matmul_gflop_per_s
     loop_share_of_matmul_rate: float  # the same for the epoch with the image encoder in the loop
     features_mib: float  # the synthetic features.h5
@@ -83,10 +89,10 @@ def matmul_rate(device: str, size: int = 2048, repeats: int = 5) -> float:
     return 2 * size ** 3 / seconds / 1e9
 
 
-def _loop_epoch(loaded, model, config, clips: int, batch_size: int, classes: int, device: str,
-                repeats: int) -> tuple[float, float]:
-    """Seconds of an epoch of ``clips`` clips with every frame through the frozen image tower at every
-    step, then the same training step; and the tower's counted GFLOP per clip."""
+def _loop_epoch(loaded, model, config, clips: int, batch_size: int, classes: int,
+                device: str) -> tuple[Callable[[], None], float]:
+    """An epoch of ``clips`` clips with every frame through the frozen image tower at every step,
+    then the same training step; and the tower's counted GFLOP per clip."""
     from tg_dfer.training.loop import parameter_groups
 
     T, D, S = model.config.num_frames, loaded.embed_dim, loaded.input_resolution
@@ -109,9 +115,56 @@ def _loop_epoch(loaded, model, config, clips: int, batch_size: int, classes: int
             loss.backward()
             optimizer.step()
 
-    seconds = best_time(epoch, repeats, synchroniser(device))
     encoder_gflop = counted_gflop(lambda: encode_images(loaded, batch_pixels[:T])) if T else 0.0
-    return seconds, encoder_gflop
+    return epoch, encoder_gflop
+
+
+# Cached steps per round of the interleaved measure: on the CPU about as long as a loop epoch of
+# 8 clips, so that a change of the machine's speed falls on both alike.
+ROUND_STEPS = 12
+
+
+@dataclass
+class Rounds:
+    cached_s: list[float]
+    loop_s: list[float]
+    matmul_gflop_per_s: list[float]
+    round_clips: int  # cached clips per round
+    encoder_gflop: float  # per clip, counted
+
+
+def _rounds(loaded, encoder, cache, classes: int, frames: int, batch_size: int, loop_clips: int, device: str,
+            rounds: int) -> Rounds:
+    """``rounds`` times in turn: the device's matmul rate, ROUND_STEPS cached training steps (the next
+    clips of the cache each round), an epoch of ``loop_clips`` clips with the encoder in the loop;
+    after one untimed round."""
+    from tg_dfer.training.bank import FeatureBank
+    from tg_dfer.training.loop import train_model
+
+    clips = len(cache.clip_id)
+    round_clips = min(clips, ROUND_STEPS * batch_size)
+    labels, bank, sync = cache.label.astype(np.int64), FeatureBank(cache, device), synchroniser(device)
+    cached_model = _bench_model(loaded, encoder, classes, frames, device)
+    loop, encoder_gflop = _loop_epoch(loaded, _bench_model(loaded, encoder, classes, frames, device),
+                                      _bench_optim(batch_size), loop_clips, batch_size, classes, device)
+
+    def timed(run: Callable[[], None]) -> float:
+        started = time.perf_counter()
+        run()
+        sync()
+        return time.perf_counter() - started
+
+    result = Rounds([], [], [], round_clips, encoder_gflop)
+    for number in range(rounds + 1):
+        split = _train_only((np.arange(round_clips) + number * round_clips) % clips)
+        rate = matmul_rate(device)
+        cached = timed(lambda: train_model(cached_model, bank, labels, split, _bench_optim(batch_size), progress=False))
+        in_loop = timed(loop)
+        if number:  # the first round warms up
+            result.cached_s.append(cached)
+            result.loop_s.append(in_loop)
+            result.matmul_gflop_per_s.append(rate)
+    return result
 
 
 def _bench_model(loaded, encoder, classes: int, frames: int, device: str):
@@ -126,11 +179,11 @@ def _bench_model(loaded, encoder, classes: int, frames: int, device: str):
                        encoder=encoder, seed=0).to(device)
 
 
-def _train_only(clips: int):
-    """A split that trains on the first ``clips`` clips and holds none out."""
+def _train_only(rows: np.ndarray):
+    """A split that trains on the cache's ``rows`` and holds none out."""
     from tg_dfer.training.splits import Split
 
-    return Split(train=np.arange(clips), val=np.zeros(0, np.int64), test=np.zeros(0, np.int64))
+    return Split(train=rows, val=np.zeros(0, np.int64), test=np.zeros(0, np.int64))
 
 
 def _bench_optim(batch_size: int, checkpointing: bool = False):
@@ -164,7 +217,7 @@ def _epoch_in_own_process(path: str, storage: str, checkpointing: bool, device: 
     held = current_rss_mib() - before
     model = _bench_model(loaded, encoder, classes, frames, device)
     reset_peak_rss()
-    split = _train_only(len(cache.clip_id))
+    split = _train_only(np.arange(len(cache.clip_id)))
     seconds = best_time(lambda: train_model(model, bank, cache.label.astype(np.int64), split,
                                             _bench_optim(batch_size, checkpointing), progress=False),
                         repeats, synchroniser(device))
@@ -175,13 +228,14 @@ def _epoch_in_own_process(path: str, storage: str, checkpointing: bool, device: 
 
 
 def bench_train(device: str = "cpu", clips: int = 9400, loop_clips: int = 8, frames: int = 16, classes: int = 7,
-                batch_size: int = 48, repeats: int = 1) -> TrainBench:
-    """A training epoch of the default TG-DFER model on a cache of ``clips`` clips, per clip against the
-    image encoder in the loop; its FLOPs against the device's matmul rate; its peak memory, and again
-    with activation checkpointing, with the cache held as ``feature_storage: auto`` holds it on
-    ``device``; then one epoch with it held the other way (in memory / in the file). Each cached
-    epoch runs in a fresh process with the train stage's memory setting (tg_dfer.memory); the loop
-    runs here, with the plain epoch's."""
+                batch_size: int = 48, repeats: int = 1, rounds: int = 4) -> TrainBench:
+    """Training of the default TG-DFER model on a cache of ``clips`` clips against the image encoder
+    in the loop, per clip, measured in ``rounds`` rounds that take each in turn (the ratio then
+    holds when the machine's speed moves); its FLOPs against the device's matmul rate; a whole
+    cached epoch's time and peak memory, and again with activation checkpointing, with the cache
+    held as ``feature_storage: auto`` holds it on ``device``; then one epoch with it held the other
+    way (in memory / in the file). Each whole epoch runs in a fresh process with the train stage's
+    memory setting (tg_dfer.memory); the rounds run here, with the plain epoch's."""
     from tg_dfer.io.features_h5 import FeatureRows, read_features
     from tg_dfer.model import TextEncoder
     from tg_dfer.training.bank import FeatureBank
@@ -207,26 +261,30 @@ def bench_train(device: str = "cpu", clips: int = 9400, loop_clips: int = 8, fra
         cache = read_features(path, frames_in_memory=storage == "memory")
         step_gflop = counted_gflop(lambda: train_model(
             _bench_model(loaded, encoder, classes, frames, device), FeatureBank(cache, device),
-            cache.label.astype(np.int64), _train_only(min(batch_size, clips)), _bench_optim(batch_size),
+            cache.label.astype(np.int64), _train_only(np.arange(min(batch_size, clips))), _bench_optim(batch_size),
             progress=False))
+        measured = _rounds(loaded, encoder, cache, classes, frames, batch_size, loop_clips, device, rounds)
         if isinstance(cache.features, FeatureRows):
             cache.features.close()
-    rate = matmul_rate(device)
-    in_loop, encoder_gflop = _loop_epoch(loaded, _bench_model(loaded, encoder, classes, frames, device),
-                                         _bench_optim(batch_size), loop_clips, batch_size, classes, device, repeats)
 
     cached, held, peak, peak_rss = runs[storage, False]
-    steps = -(-clips // batch_size)
-    cached_per_clip, loop_per_clip = cached / clips, in_loop / loop_clips
-    achieved = step_gflop * steps / cached
     step_gflop_per_clip = step_gflop / min(batch_size, clips)
-    loop_gflop = encoder_gflop + step_gflop_per_clip  # per clip: the encoder, then the same training step
-    return TrainBench(clips=clips, loop_clips=loop_clips, frames=frames, batch_size=batch_size, cached_epoch_s=cached,
-                      cached_ms_per_clip=1e3 * cached_per_clip, loop_ms_per_clip=1e3 * loop_per_clip,
-                      loop_over_cached=loop_per_clip / cached_per_clip, flop_ratio=loop_gflop / step_gflop_per_clip,
+    loop_gflop = measured.encoder_gflop + step_gflop_per_clip  # per clip: the encoder, then the same training step
+    round_cached = [seconds / measured.round_clips for seconds in measured.cached_s]  # per clip
+    round_loop = [seconds / loop_clips for seconds in measured.loop_s]
+    cached_per_clip, loop_per_clip = sum(round_cached) / rounds, sum(round_loop) / rounds
+    rate = sum(measured.matmul_gflop_per_s) / rounds
+    achieved = step_gflop_per_clip / cached_per_clip
+    return TrainBench(clips=clips, loop_clips=loop_clips, frames=frames, batch_size=batch_size, rounds=rounds,
+                      cached_epoch_s=cached, cached_ms_per_clip=1e3 * cached / clips,
+                      round_cached_ms_per_clip=1e3 * cached_per_clip, loop_ms_per_clip=1e3 * loop_per_clip,
+                      loop_over_cached=loop_per_clip / cached_per_clip,
+                      round_ratios=[round(l / c, 1) for l, c in zip(round_loop, round_cached)],
+                      flop_ratio=loop_gflop / step_gflop_per_clip,
                       projected_5_folds_x_50_epochs_s=250 * cached,
-                      step_gflop=step_gflop, loop_gflop_per_clip=encoder_gflop, step_gflop_per_s=achieved,
-                      matmul_gflop_per_s=rate, share_of_matmul_rate=achieved / rate,
+                      step_gflop=step_gflop, loop_gflop_per_clip=measured.encoder_gflop, step_gflop_per_s=achieved,
+                      matmul_gflop_per_s=rate, round_matmul_gflop_per_s=[round(r, 1) for r in measured.matmul_gflop_per_s],
+                      share_of_matmul_rate=achieved / rate,
                       loop_share_of_matmul_rate=loop_gflop / loop_per_clip / rate, features_mib=features_mib,
                       feature_storage=storage, cache_held_mib=held, peak_rss_mib=peak_rss,
                       rss_increase_mib=peak, peak_over_features=peak / features_mib,

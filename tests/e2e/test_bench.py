@@ -10,7 +10,7 @@ from pipeline.cli import main
 from tg_dfer.parallel import ordered_map, per_thread, prefetch
 
 TINY = ["--embed-clips", "1", "--frames", "2", "--batch-size", "2", "--train-clips", "4", "--loop-clips", "1",
-        "--train-batch-size", "2", "--decode-clips", "2", "--video-frames", "6", "--video-size", "64x48",
+        "--train-batch-size", "2", "--rounds", "2", "--decode-clips", "2", "--video-frames", "6", "--video-size", "64x48",
         "--device", "cpu"]
 
 
@@ -28,6 +28,10 @@ def test_bench_all_at_tiny_sizes_writes_its_json(tmp_path, one_thread):
     assert saved["train"]["loop_gflop_per_clip"] > saved["train"]["step_gflop"] / 2 and saved["train"]["checkpointed_epoch_s"] > 0
     train = saved["train"]
     assert train["flop_ratio"] > 1 and 0 < train["loop_share_of_matmul_rate"]
+    assert train["rounds"] == 2 and len(train["round_ratios"]) == 2 and len(train["round_matmul_gflop_per_s"]) == 2
+    ratios = train["round_ratios"]  # rounded to 0.1; the whole ratio is a mediant of the rounds'
+    assert min(ratios) - 0.05 <= train["loop_over_cached"] <= max(ratios) + 0.05 and train["round_cached_ms_per_clip"] > 0
+    assert abs(train["matmul_gflop_per_s"] - sum(train["round_matmul_gflop_per_s"]) / 2) < 0.1
     assert (train["feature_storage"], train["other_storage"]) == ("file", "memory"), "the CPU trains from the file"
     assert train["other_epoch_s"] > 0 and train["other_held_mib"] >= 0
     assert saved["decode"]["sampled"] == 2 and saved["decode"]["decode_all_ms_per_clip"] > 0
@@ -40,6 +44,8 @@ def test_bench_refuses_bad_sizes_naming_the_option():
     assert result.exit_code == 2 and "--video-size" in result.output and "WIDTHxHEIGHT" in result.output
     result = CliRunner().invoke(main, ["bench", "train", "--train-clips", "0"])
     assert result.exit_code == 2 and "--train-clips" in result.output
+    result = CliRunner().invoke(main, ["bench", "train", "--rounds", "0"])
+    assert result.exit_code == 2 and "--rounds" in result.output
 
 
 def test_ordered_map_keeps_the_order_and_reraises_at_the_failing_item():
