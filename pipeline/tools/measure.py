@@ -88,17 +88,18 @@ def current_rss_mib() -> float:
     return float("nan") if current is None else current
 
 
-def best_time(run: Callable[[], None], repeats: int, sync: Callable[[], None]) -> float:
-    """The fastest of ``repeats`` runs after one warm-up: other work on the machine only slows."""
+def elapsed(run: Callable[[], None], sync: Callable[[], None]) -> float:
+    """Seconds of one run, up to the device's finishing it."""
+    started = time.perf_counter()
     run()
     sync()
-    fastest = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        sync()
-        fastest = min(fastest, time.perf_counter() - started)
-    return fastest
+    return time.perf_counter() - started
+
+
+def best_time(run: Callable[[], None], repeats: int, sync: Callable[[], None]) -> float:
+    """The fastest of ``repeats`` runs after one warm-up: other work on the machine only slows."""
+    elapsed(run, sync)
+    return min((elapsed(run, sync) for _ in range(repeats)), default=float("inf"))
 
 
 def synchroniser(device: str) -> Callable[[], None]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import multiprocessing
 import tempfile
-import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.tools.measure import best_time, current_rss_mib, peak_rss_mib, reset_peak_rss, smooth_faces, synchroniser
+from pipeline.tools.measure import best_time, current_rss_mib, elapsed, peak_rss_mib, reset_peak_rss, smooth_faces, synchroniser
 from tg_dfer.backbone import encode_images, load_backbone, preprocess
 from tg_dfer.io.features_h5 import FeaturesWriter
 
@@ -133,33 +132,26 @@ class Rounds:
     encoder_gflop: float  # per clip, counted
 
 
-def _rounds(loaded, encoder, cache, classes: int, frames: int, batch_size: int, loop_clips: int, device: str,
-            rounds: int) -> Rounds:
-    """``rounds`` times in turn: the device's matmul rate, ROUND_STEPS cached training steps (the next
-    clips of the cache each round), an epoch of ``loop_clips`` clips with the encoder in the loop;
-    after one untimed round."""
-    from tg_dfer.training.bank import FeatureBank
+def _rounds(loaded, encoder, bank, labels: np.ndarray, classes: int, frames: int, batch_size: int, loop_clips: int,
+            device: str, rounds: int) -> Rounds:
+    """``rounds`` times in turn: the device's matmul rate, ROUND_STEPS cached training steps on
+    ``bank`` (the next clips each round), an epoch of ``loop_clips`` clips with the encoder in the
+    loop; after one untimed round."""
     from tg_dfer.training.loop import train_model
 
-    clips = len(cache.clip_id)
+    clips = len(labels)
     round_clips = min(clips, ROUND_STEPS * batch_size)
-    labels, bank, sync = cache.label.astype(np.int64), FeatureBank(cache, device), synchroniser(device)
+    sync = synchroniser(device)
     cached_model = _bench_model(loaded, encoder, classes, frames, device)
     loop, encoder_gflop = _loop_epoch(loaded, _bench_model(loaded, encoder, classes, frames, device),
                                       _bench_optim(batch_size), loop_clips, batch_size, classes, device)
-
-    def timed(run: Callable[[], None]) -> float:
-        started = time.perf_counter()
-        run()
-        sync()
-        return time.perf_counter() - started
-
     result = Rounds([], [], [], round_clips, encoder_gflop)
     for number in range(rounds + 1):
         split = _train_only((np.arange(round_clips) + number * round_clips) % clips)
         rate = matmul_rate(device)
-        cached = timed(lambda: train_model(cached_model, bank, labels, split, _bench_optim(batch_size), progress=False))
-        in_loop = timed(loop)
+        cached = elapsed(lambda: train_model(cached_model, bank, labels, split, _bench_optim(batch_size),
+                                             progress=False), sync)
+        in_loop = elapsed(loop, sync)
         if number:  # the first round warms up
             result.cached_s.append(cached)
             result.loop_s.append(in_loop)
@@ -259,11 +251,11 @@ def bench_train(device: str = "cpu", clips: int = 9400, loop_clips: int = 8, fra
                     _epoch_in_own_process, str(path), kind, checkpointing, device, classes, frames, batch_size,
                     repeats, torch.get_num_threads()).result()
         cache = read_features(path, frames_in_memory=storage == "memory")
+        bank, labels = FeatureBank(cache, device), cache.label.astype(np.int64)
         step_gflop = counted_gflop(lambda: train_model(
-            _bench_model(loaded, encoder, classes, frames, device), FeatureBank(cache, device),
-            cache.label.astype(np.int64), _train_only(np.arange(min(batch_size, clips))), _bench_optim(batch_size),
-            progress=False))
-        measured = _rounds(loaded, encoder, cache, classes, frames, batch_size, loop_clips, device, rounds)
+            _bench_model(loaded, encoder, classes, frames, device), bank, labels,
+            _train_only(np.arange(min(batch_size, clips))), _bench_optim(batch_size), progress=False))
+        measured = _rounds(loaded, encoder, bank, labels, classes, frames, batch_size, loop_clips, device, rounds)
         if isinstance(cache.features, FeatureRows):
             cache.features.close()
 
