@@ -1,1 +1,12 @@
-"""The stage layer: one click command per DVC stage, each reading its own params.yaml section."""
+"""The stage layer: one click command per DVC stage, each reading its own params.yaml section.
+
+Importing it caps torch's CPU kernels for the reference CPU profile (tg_dfer/cpu_profile.py): the
+libraries read their variables when torch loads, and every stage module imports torch after this.
+"""
+
+from tg_dfer.cpu_profile import ProfileError, prepare_environment
+
+try:
+    prepare_environment()
+except ProfileError:
+    pass  # `tg-dfer` names the bad value before any command runs (pipeline/cli.py)

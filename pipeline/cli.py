@@ -8,11 +8,12 @@ torch and friends, so they are imported only when their command runs: ``tg-dfer 
 from __future__ import annotations
 
 import importlib
+import sys
 
 import click
 
 from pipeline.deps import STAGES
-from tg_dfer import __version__
+from tg_dfer import __version__, cpu_profile
 
 # command -> the one-line help of `tg-dfer --help`. A stage's module is pipeline/stages/<command>.py, a
 # tool's pipeline/tools/<command>.py ("-" spelt "_").
@@ -68,4 +69,16 @@ def main() -> None:
     Tools around the pipeline: ablate, report and check-metrics (ablation queues, their report,
     the reproduction check); export (trained folds -> one model file) and predict (a model file
     on your own videos); doctor (what this machine has and lacks for each stage).
+
+    Commands that compute with torch on the CPU run under the reference CPU profile (kernels
+    capped at AVX2, MKL's reproducible branch, 2 threads): the same bytes on any x86-64 CPU with
+    AVX2 and any core count. TG_DFER_CPU_PROFILE=native uses the whole CPU instead; results then
+    depend on the machine (docs/reference-run.md).
     """
+    try:
+        cpu_profile.requested()
+    except cpu_profile.ProfileError as error:
+        raise click.UsageError(str(error)) from error
+    if "torch" in sys.modules:  # the command's module is loaded by now: only torch commands pay for this
+        previous = cpu_profile.activate()
+        click.get_current_context().call_on_close(lambda: cpu_profile.restore(previous))

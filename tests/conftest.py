@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+import pipeline  # noqa: F401  first: the reference CPU profile's variables before anything imports torch
+
 from helpers import MEDIA
 from helpers.media import tiny_clip
 

@@ -13,6 +13,7 @@ from pipeline.config import DEFAULT_PARAMS, clip_settings, dataclass_settings, l
 from pipeline.deps import code_digest
 from pipeline.paths import DatasetPaths, dataset_paths
 from pipeline.sharding import file_identity, kill_point, merge, open_journal, shard_from_env, shard_options
+from tg_dfer import cpu_profile
 from tg_dfer.backbone import Backbone, WeightsError, load_backbone, weights_note
 from tg_dfer.datasets.manifest import ManifestError, read_manifest
 from tg_dfer.devices import DeviceError, pick_device
@@ -20,7 +21,7 @@ from tg_dfer.embed.images import EmbedConfig, JournalSink, clip_batches, embed_f
 from tg_dfer.hashes import sha256_file
 from tg_dfer.io.atomic import write_text_atomic
 from tg_dfer.io.faces_h5 import FacesFile
-from tg_dfer.io.features_h5 import FEATURES_SCHEMA, FeaturesWriter
+from tg_dfer.io.features_h5 import FEATURES_EARLIER, FEATURES_SCHEMA, FeaturesWriter
 from tg_dfer.io.h5 import SchemaError, decode_strings, open_checked
 from tg_dfer.resume.runner import run_resumable
 from tg_dfer.resume.shards import WHOLE, Shard
@@ -83,13 +84,15 @@ def embed(params_path: str, shard: Shard | None, merge_count: int | None) -> Non
         else:
             shard = shard or shard_from_env() or WHOLE
             try:
-                loaded = load_backbone(settings["name"], settings["checkpoint"], rank_device(settings["device"]),
+                device = rank_device(settings["device"])
+                loaded = load_backbone(settings["name"], settings["checkpoint"], device,
                                        settings["seed"], config.precision, settings["download"],
                                        allow_demo_weights=settings["allow_demo_weights"])
             except (WeightsError, DeviceError) as error:
                 raise click.ClickException(str(error)) from error
             attrs = {**loaded.attrs(), "class_names": manifest.class_names, "views": views, "frames_per_clip": frames,
-                     "faces_frames_per_clip": faces.frames_per_clip, "params": stage_params}
+                     "faces_frames_per_clip": faces.frames_per_clip, "params": stage_params,
+                     "cpu_profile": cpu_profile.record(device)}
             target, undecodable = run_embed(paths, faces, labels, loaded,
                                             shard.take(clip_batches(rows, batch_size, views, frames)), shard, attrs,
                                             config.seed, batch_size, config.speed)
@@ -149,7 +152,7 @@ def report_embed(paths: dict, target: Path, skipped: dict[str, str], candidates:
     crops that did not decode (in this run, whose reason is in ``skipped``, or in an earlier run
     that was interrupted and resumed, or in a shard).
     """
-    with open_checked(target, FEATURES_SCHEMA) as handle:
+    with open_checked(target, FEATURES_SCHEMA, FEATURES_EARLIER) as handle:
         clips, views, frames = len(handle["clip_id"]), int(handle.attrs["views"]), int(handle.attrs["frames_per_clip"])
         note = weights_note(dict(handle.attrs))
         embedded = set(decode_strings(handle["clip_id"][:]))

@@ -7,6 +7,7 @@ import click
 from pipeline.config import DEFAULT_PARAMS, dataclass_settings, load_params, section, train_folds
 from pipeline.loading import load_inputs, load_text_encoder
 from pipeline.paths import dataset_paths
+from tg_dfer import cpu_profile
 from tg_dfer.demo.apex import ApexFramesError, apex_auroc, read_apex_frames
 from tg_dfer.devices import DeviceError, pick_device
 from tg_dfer.evaluate import EvaluateConfig, FrameSelection, evaluate_folds, write_outputs
@@ -70,7 +71,9 @@ def evaluate(params_path: str) -> None:
                                               device, config.batch_size, frames)
     except ValueError as error:
         raise click.ClickException(f"{paths.features}: {error}") from error
-    metrics = {"dataset": paths.name, **metrics}
+    runs = {"features": cpu_profile.from_attrs(inputs.features.attrs), "evaluate": cpu_profile.record(device)}
+    runs |= {f"fold{fold}": cpu_profile.from_attrs(checkpoint) for fold, checkpoint in checkpoints.items()}
+    metrics = {"dataset": paths.name, **metrics, "cpu_profile": cpu_profile.combined(runs)}
     dataset = section(params, "dataset", params_path)
     if dataset.get("adapter") == "demo":
         labels_csv = f"{dataset.get('root')}/labels.csv"

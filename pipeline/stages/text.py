@@ -6,6 +6,7 @@ import click
 
 from pipeline.config import DEFAULT_PARAMS, clip_settings, load_params, require, section
 from pipeline.paths import text_path
+from tg_dfer import cpu_profile
 from tg_dfer.backbone import WeightsError, load_backbone, weights_note
 from tg_dfer.devices import DeviceError, pick_device
 from tg_dfer.embed.text import build_text_cache
@@ -30,11 +31,14 @@ def text(params_path: str) -> None:
     settings = clip_settings(params)
     try:
         prompts = load_prompt_set(prompt_set)
-        loaded = load_backbone(settings["name"], settings["checkpoint"], pick_device(settings["device"]), settings["seed"],
+        device = pick_device(settings["device"])
+        loaded = load_backbone(settings["name"], settings["checkpoint"], device, settings["seed"],
                                download=settings["download"], allow_demo_weights=settings["allow_demo_weights"])
     except (PromptSetError, WeightsError, DeviceError) as error:
         raise click.ClickException(str(error)) from error
     out = text_path(prompt_set)
-    write_text(out, build_text_cache(loaded, prompts))
+    cache = build_text_cache(loaded, prompts)
+    cache.attrs["cpu_profile"] = cpu_profile.record(device)
+    write_text(out, cache)
     note = weights_note(loaded.attrs())
     click.echo(f"text: {len(prompts.class_names)} classes of prompt set {prompts.name} -> {out}{note}")

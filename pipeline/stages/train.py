@@ -20,6 +20,7 @@ from pipeline.config import (
 )
 from pipeline.loading import load_inputs, load_text_encoder
 from pipeline.paths import dataset_paths, train_log
+from tg_dfer import cpu_profile
 from tg_dfer.devices import DeviceError, pick_device
 from tg_dfer.io.atomic import write_text_atomic
 from tg_dfer.memory import release_freed_memory
@@ -116,6 +117,9 @@ def train(fold: int, params_path: str, progress: bool) -> None:
     out = paths.fold_dir(fold)
     save_checkpoint(paths.checkpoint(fold), result, class_names=features.class_names, text=text, clip_model=clip_model,
                     clip_sha256=sha, random_weights=features.random_weights, fold=fold,
+                    cpu_profile=cpu_profile.combined({"features": cpu_profile.from_attrs(features.attrs),
+                                                      "text": cpu_profile.from_attrs(text.attrs),
+                                                      "train": cpu_profile.record(device)}),
                     extra={"dataset": inputs.name, "features": str(inputs.features_path), "text": str(inputs.text_path)})
     write_text_atomic(out / "history.json", json.dumps(result.history, indent=1) + "\n")
     write_text_atomic(out / "split.json", json.dumps(result.split.as_dict(features.clip_id), indent=1) + "\n")

@@ -17,7 +17,7 @@ from pipeline.tools.ablations import apply_overrides, build_tables, changed_over
 from pipeline.tools.experiments import collect_runs, fill_table
 from pipeline.tools.report import comparison_tables, render_markdown
 from tg_dfer import paper
-from tg_dfer.compare import compare_numbers
+from tg_dfer.compare import band_check, compare_numbers
 from tg_dfer.evaluate import EvaluateConfig
 
 from helpers import REPO
@@ -223,19 +223,51 @@ def test_compare_numbers_flags_what_moved_beyond_the_tolerance():
     assert problems and problems[0].startswith("uar")
 
 
+def test_band_check_holds_results_to_the_seed_spread_and_settings_to_equality():
+    seeds = {"mean": {"uar": 90.0, "war": 91.0, "apex_auroc": 0.95}, "std": {"uar": 2.0, "war": 2.0, "apex_auroc": 0.01}}
+    reference = {"uar": 92.0, "war": 92.0, "folds": {"1": {"uar": 95.0}}, "apex_auroc": {"mean": 0.96, "clips": 240},
+                 "weights": "best", "clips": 280, "cpu_profile": {"name": "reference"}}
+    other_machine = dict(reference, uar=85.0, folds={"1": {"uar": 70.0}}, apex_auroc={"mean": 0.93, "clips": 240},
+                         cpu_profile={"name": "gpu", "device": "cuda"})
+    rows, problems = band_check(seeds, reference, other_machine, 3.0)
+    assert problems == [] and ("uar", "points", 90.0, 2.0, 84.0, 96.0, 85.0) in rows
+    assert ("apex_auroc", "AUROC", 0.95, 0.01, 0.92, 0.98, 0.93) in [tuple(round(v, 6) if isinstance(v, float) else v
+                                                                          for v in row) for row in rows]
+    # AUROC is held on its own 0..1 scale: 0.05 below the mean is 5 of its standard deviations.
+    _, problems = band_check(seeds, reference, dict(other_machine, apex_auroc={"mean": 0.90, "clips": 240}), 3.0)
+    assert problems == ["apex_auroc.mean: 0.9 outside the seeds' band 0.9200..0.9800 (AUROC)"]
+    _, problems = band_check(seeds, reference, dict(other_machine, weights="last", clips=279), 3.0)
+    assert problems == ["clips: 280 -> 279", "weights: 'best' -> 'last'"]
+
+
 def test_check_metrics_command_against_a_reference_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     reference, current = tmp_path / "ref", tmp_path / "now"
     reference.mkdir()
     current.mkdir()
-    (reference / "metrics.json").write_text(json.dumps({"uar": 40.0, "war": 50.0}))
-    (current / "metrics.json").write_text(json.dumps({"uar": 40.3, "war": 50.0}))
-    result = CliRunner().invoke(main, ["check-metrics", str(current / "metrics.json"), "--reference", str(reference)])
-    assert result.exit_code == 0, result.output
-    assert "uar" in result.output and "40.0000" in result.output and "40.3000" in result.output
-    result = CliRunner().invoke(main, ["check-metrics", str(current / "metrics.json"), "--reference", str(reference),
-                                       "--tolerance", "0.1"])
-    assert result.exit_code == 1 and "DIFFERS: uar: 40.0 -> 40.3" in result.output
+    profile = {"name": "reference", "threads": 2}
+    (reference / "metrics.json").write_text(json.dumps({"uar": 40.0, "war": 50.0, "cpu_profile": profile}))
+    (current / "metrics.json").write_text(json.dumps({"uar": 40.0, "war": 50.0, "cpu_profile": profile}))
+    check = ["check-metrics", str(current / "metrics.json"), "--reference", str(reference)]
+    result = CliRunner().invoke(main, check)
+    assert result.exit_code == 0 and "exact" in result.output, result.output
+    assert "uar" in result.output and "40.0000" in result.output
+    # Under the reference profile on both sides, any difference fails, however small.
+    (current / "metrics.json").write_text(json.dumps({"uar": 40.01, "war": 50.0, "cpu_profile": profile}))
+    result = CliRunner().invoke(main, check)
+    assert result.exit_code == 1 and "DIFFERS: uar: 40.0 -> 40.01" in result.output
+    # Off the profile: the band of the seed study, in each metric's unit; no study, a clear error.
+    native = {"name": "native", "why": "TG_DFER_CPU_PROFILE=native"}
+    (current / "metrics.json").write_text(json.dumps({"uar": 43.0, "war": 50.0, "cpu_profile": native}))
+    result = CliRunner().invoke(main, check)
+    assert result.exit_code == 1 and "seeds.json: not found" in result.output
+    (reference / "seeds.json").write_text(json.dumps({"seeds": {"0": {}, "1": {}}, "mean": {"uar": 41.0, "war": 50.0},
+                                                      "std": {"uar": 1.0, "war": 0.5}}))
+    result = CliRunner().invoke(main, check)
+    assert result.exit_code == 0 and "band of 3 std over 2 seeds" in result.output, result.output
+    assert "TG_DFER_CPU_PROFILE=native" in result.output and "38.0000..44.0000" in result.output
+    result = CliRunner().invoke(main, [*check, "--band-width", "1.5"])
+    assert result.exit_code == 1 and "uar: 43.0 outside the seeds' band 39.5000..42.5000 (points)" in result.output
     result = CliRunner().invoke(main, ["check-metrics", str(tmp_path / "absent.json"), "--reference", str(reference)])
     assert result.exit_code != 0 and "absent.json: not found" in result.output
 

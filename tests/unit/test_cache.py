@@ -20,7 +20,7 @@ def test_features_round_trip(tmp_path):
     for name in ("label", "features", "num_frames", "frame_index", "face_score"):
         assert np.array_equal(getattr(back, name), getattr(cache, name)), name
     assert back.features.dtype == np.float16 and back.class_names == ["a", "b", "c"]
-    assert back.random_weights and back.attrs["schema"] == "tg-dfer/features/1"
+    assert back.random_weights and back.attrs["schema"] == "tg-dfer/features/2"
     with h5py.File(tmp_path / "features.h5") as handle:  # the contract, as outside readers see it
         assert handle["clip_id"].dtype.kind == "O" and handle["label"].dtype == np.int64
         assert handle["num_frames"].dtype == np.int32 and handle["face_score"].dtype == np.float32
@@ -60,7 +60,7 @@ def test_wrong_or_old_schema_is_refused_with_a_clear_error(tmp_path):
     with pytest.raises(SchemaError, match="features/0 is not supported"):
         read_features(tmp_path / "features.h5")
     write_text(tmp_path / "text.h5", text_cache())
-    with pytest.raises(SchemaError, match="holds schema 'tg-dfer/text/1', expected tg-dfer/features/1"):
+    with pytest.raises(SchemaError, match="holds schema 'tg-dfer/text/2', expected tg-dfer/features/2"):
         read_features(tmp_path / "text.h5")
     (tmp_path / "junk.h5").write_bytes(b"not hdf5")
     with pytest.raises(SchemaError, match="not a readable HDF5"):

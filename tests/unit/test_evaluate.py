@@ -46,7 +46,8 @@ def checkpoints(planted, tmp_path_factory):
                      TrainConfig(epochs=3, batch_size=16), progress=False)
         path = folder / f"fold{fold}.pt"
         save_checkpoint(path, result, class_names=planted.features.class_names, text=planted.text,
-                        clip_model="planted", clip_sha256="0" * 64, random_weights=True, fold=fold)
+                        clip_model="planted", clip_sha256="0" * 64, random_weights=True, fold=fold,
+                        cpu_profile={"name": "reference"})
         out[fold] = torch.load(path, weights_only=True)
     return out
 

@@ -150,7 +150,8 @@ def test_same_seed_same_result(planted):
 def test_checkpoint_loads_with_weights_only_and_predicts_the_same(tmp_path, planted, trained):
     path = tmp_path / "model.pt"
     save_checkpoint(path, trained, class_names=planted.features.class_names, text=planted.text,
-                    clip_model="planted", clip_sha256="0" * 64, random_weights=True, fold=1)
+                    clip_model="planted", clip_sha256="0" * 64, random_weights=True, fold=1,
+                    cpu_profile={"name": "reference"})
     raw = torch.load(path, map_location="cpu", weights_only=True)  # plain tensors, numbers, strings
     assert raw["model_config"]["embed_dim"] == 32 and raw["class_names"] == planted.features.class_names
     assert raw["clip"] == {"model": "planted", "sha256": "0" * 64, "random_weights": True}

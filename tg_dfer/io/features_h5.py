@@ -1,4 +1,4 @@
-"""features.h5 (schema ``tg-dfer/features/1``): the cached CLIP image embeddings (docs/contracts.md)."""
+"""features.h5 (schema ``tg-dfer/features/2``): the cached CLIP image embeddings (docs/contracts.md)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ import numpy as np
 from tg_dfer import __version__
 from tg_dfer.io.h5 import STRING, AtomicH5, SchemaError, decode_strings, open_checked, set_attrs
 
-FEATURES_SCHEMA = "tg-dfer/features/1"
+FEATURES_SCHEMA = "tg-dfer/features/2"
+# /1 lacks the cpu_profile attribute (docs/contracts.md); it reads the same otherwise.
+FEATURES_EARLIER = ("tg-dfer/features/1",)
 
 
 class FeatureRows:
@@ -42,7 +44,7 @@ class FeatureRows:
 
 @dataclass
 class FeatureCache:
-    """Contents of a features.h5 (schema ``tg-dfer/features/1``). N clips, V views, F frames."""
+    """Contents of a features.h5 (schema ``tg-dfer/features/2``). N clips, V views, F frames."""
 
     clip_id: list[str]
     label: np.ndarray  # (N,) int64, -1 unknown
@@ -136,7 +138,7 @@ def read_features(path: str | Path, frames_in_memory: bool = True) -> FeatureCac
     ``frames_in_memory`` False leaves the features themselves in the file (:class:`FeatureRows`);
     the per-clip columns are read either way.
     """
-    with open_checked(path, FEATURES_SCHEMA) as handle:
+    with open_checked(path, FEATURES_SCHEMA, FEATURES_EARLIER) as handle:
         attrs = dict(handle.attrs)
         missing = [key for key in FEATURE_ATTRS if key not in attrs]
         if missing:

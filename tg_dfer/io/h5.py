@@ -28,8 +28,9 @@ class SchemaError(Exception):
     """A file that is missing, of the wrong kind, or of an unsupported schema version."""
 
 
-def open_checked(path: str | Path, expected: str) -> h5py.File:
-    """Open an HDF5 file for reading after checking that its ``schema`` attribute is ``expected``."""
+def open_checked(path: str | Path, expected: str, earlier: tuple[str, ...] = ()) -> h5py.File:
+    """Open an HDF5 file for reading after checking that its ``schema`` attribute is ``expected``
+    (or one of the ``earlier`` versions the reader still reads)."""
     path = Path(path)
     if not path.is_file():
         raise SchemaError(f"{path}: no such file (expected a {expected} file; run the stage that writes it)")
@@ -38,7 +39,7 @@ def open_checked(path: str | Path, expected: str) -> h5py.File:
     except OSError as error:
         raise SchemaError(f"{path}: not a readable HDF5 file ({error})") from error
     found = handle.attrs.get("schema")
-    if found != expected:
+    if found != expected and found not in earlier:
         handle.close()
         kind, _, version = expected.rpartition("/")
         if isinstance(found, str) and found.rpartition("/")[0] == kind:

@@ -1,4 +1,4 @@
-"""The text h5 (schema ``tg-dfer/text/1``): class prompt and descriptor embeddings of a prompt set."""
+"""The text h5 (schema ``tg-dfer/text/2``): class prompt and descriptor embeddings of a prompt set."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ import numpy as np
 from tg_dfer import __version__
 from tg_dfer.io.h5 import STRING, AtomicH5, SchemaError, decode_strings, open_checked, set_attrs
 
-TEXT_SCHEMA = "tg-dfer/text/1"
+TEXT_SCHEMA = "tg-dfer/text/2"
+# /1 lacks the cpu_profile attribute (docs/contracts.md); it reads the same otherwise.
+TEXT_EARLIER = ("tg-dfer/text/1",)
 
 
 @dataclass
 class TextCache:
-    """Contents of a text h5 (schema ``tg-dfer/text/1``). C classes, D embedding size."""
+    """Contents of a text h5 (schema ``tg-dfer/text/2``). C classes, D embedding size."""
 
     class_names: list[str]
     class_prompts: list[str]
@@ -44,7 +46,7 @@ def write_text(path: str | Path, cache: TextCache) -> None:
 
 
 def read_text(path: str | Path) -> TextCache:
-    with open_checked(path, TEXT_SCHEMA) as handle:
+    with open_checked(path, TEXT_SCHEMA, TEXT_EARLIER) as handle:
         cache = TextCache(
             class_names=decode_strings(handle["class_names"][:]),
             class_prompts=decode_strings(handle["class_prompts"][:]),

@@ -1,4 +1,4 @@
-"""Fold checkpoints (format ``tg-dfer/checkpoint/1``): writing, reading, and the model they rebuild."""
+"""Fold checkpoints (format ``tg-dfer/checkpoint/2``): writing, reading, and the model they rebuild."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from tg_dfer.model import TGDFER, ModelConfig, PromptLearner, TextEncoder
 if TYPE_CHECKING:  # the loop is not needed to read checkpoints (evaluation, inference)
     from tg_dfer.training.loop import TrainResult
 
-CHECKPOINT_FORMAT = "tg-dfer/checkpoint/1"
+CHECKPOINT_FORMAT = "tg-dfer/checkpoint/2"
+# /1 lacks cpu_profile (docs/contracts.md); it reads the same otherwise.
+CHECKPOINT_READABLE = (CHECKPOINT_FORMAT, "tg-dfer/checkpoint/1")
 
 
 class CheckpointError(Exception):
@@ -23,13 +25,14 @@ class CheckpointError(Exception):
 
 
 def save_checkpoint(path: str | Path, result: TrainResult, *, class_names: Sequence[str], text: TextCache,
-                    clip_model: str, clip_sha256: str, random_weights: bool, fold: int,
+                    clip_model: str, clip_sha256: str, random_weights: bool, fold: int, cpu_profile: dict[str, Any],
                     extra: dict[str, Any] | None = None) -> None:
     """One ``torch.save`` of plain tensors, numbers and strings (loads with ``weights_only=True``).
 
     Holds the best and last weights (without the frozen CLIP tower), the full model and training
     configs, class names, the prompt texts, the X^CP/X^FP text embeddings (inside the weights) and
-    the identity of the CLIP weights the features and texts were made with.
+    the identity of the CLIP weights the features and texts were made with, and the CPU profile
+    it was trained under (:func:`tg_dfer.cpu_profile.record`).
     """
     prompt = result.model.prompt
     payload = {
@@ -46,6 +49,7 @@ def save_checkpoint(path: str | Path, result: TrainResult, *, class_names: Seque
         },
         "clip": {"model": clip_model, "sha256": clip_sha256, "random_weights": bool(random_weights)},
         "fold": int(fold),
+        "cpu_profile": dict(cpu_profile),
         "best_epoch": int(result.best_epoch),
         "epochs": int(result.train_config.epochs),
         "states": {"best": result.best_state, "last": result.last_state},
@@ -65,7 +69,7 @@ def _learner_texts(config: ModelConfig, text: TextCache) -> list[str]:
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint with ``weights_only=True`` (no code runs) and check its format."""
-    return load_payload(path, CHECKPOINT_FORMAT, CheckpointError, "checkpoint", "run the train stage for this fold")
+    return load_payload(path, CHECKPOINT_READABLE, CheckpointError, "checkpoint", "run the train stage for this fold")
 
 
 def model_from_checkpoint(checkpoint: dict[str, Any], which: str = "best", encoder: TextEncoder | None = None,
