@@ -28,6 +28,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from output import emit  # benchmarks/, beside this script
+
 PROFILES = ("native", "reference")
 
 
@@ -70,10 +72,7 @@ def main() -> None:
     out = {"cpu": cpu, "avx512": " avx512f" in flags, "cores": os.cpu_count(), "torch": torch.__version__,
            "note": "cost = how many times slower the reference profile is than native (>1: slower)",
            "rounds": rounds}
-    text = json.dumps(out, indent=1)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
+    emit(out, args.json)
 
 
 if __name__ == "__main__":

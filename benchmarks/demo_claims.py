@@ -41,7 +41,8 @@ from tg_dfer.inference.predictor import Predictor
 from tg_dfer.metrics import report, summarize
 from tg_dfer.training.checkpoint import load_checkpoint
 
-from retrain import retrain  # benchmarks/, beside this script
+from output import emit  # benchmarks/, beside this script
+from retrain import retrain
 
 
 def headline(metrics: dict) -> dict:
@@ -94,10 +95,7 @@ def main() -> None:
                                                     pred[inputs.test_fold == fold]) for fold in settings.folds}, names),
                         "chance": round(100.0 / len(names), 2)}
     out["seconds"] = round(time.perf_counter() - started, 1)
-    text = json.dumps(out, indent=1)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
+    emit(out, args.json)
 
 
 if __name__ == "__main__":

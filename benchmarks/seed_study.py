@@ -29,7 +29,8 @@ from pipeline.stages.train import model_config, train_settings
 from tg_dfer import cpu_profile
 from tg_dfer.demo.apex import read_apex_frames
 
-from retrain import retrain  # benchmarks/, beside this script
+from output import emit  # benchmarks/, beside this script
+from retrain import retrain
 
 METRICS = ("uar", "war", "apex_auroc")
 
@@ -71,10 +72,7 @@ def main() -> None:
            "command": "PYTHONPATH=$PWD .venv/bin/python benchmarks/seed_study.py --seeds "
                       + " ".join(map(str, args.seeds)) + (f" --json {args.json}" if args.json else ""),
            "seconds": round(time.perf_counter() - started, 1)}
-    text = json.dumps(out, indent=1)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
+    emit(out, args.json)
 
 
 if __name__ == "__main__":

@@ -62,7 +62,6 @@ class DatasetPaths:
     def metrics_file(self) -> Path:
         return self.metrics / "metrics.json"
 
-
     def fold_dir(self, fold: int) -> Path:
         return Path("models") / self.name / f"fold{fold}"
 

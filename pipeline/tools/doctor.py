@@ -28,6 +28,7 @@ import click
 from pipeline.config import DEFAULT_PARAMS, clip_settings, dataclass_settings, load_params, section
 from pipeline.stages.faces import read_settings
 from pipeline.stages.train import train_settings
+from tg_dfer import cpu_profile
 
 DATASETS = {"DFEW": 11_697, "FERV39k": 38_935, "MAFW": 9_172}
 CROP_BYTES = 15_000  # one 224 px JPEG face crop at quality 95
@@ -182,11 +183,22 @@ def stage_needs(report: dict[str, Any], settings: Settings) -> dict[str, list[st
     return lacks
 
 
+def profile_state() -> dict[str, Any]:
+    """The CPU profile a torch command here would run under, and why it would not be the reference one."""
+    previous = cpu_profile.activate()
+    try:
+        return {"requested": cpu_profile.requested(), "not_in_effect": cpu_profile.not_in_effect(),
+                "record": cpu_profile.record("cpu")}
+    finally:
+        cpu_profile.restore(previous)
+
+
 def collect(params_path: str) -> dict[str, Any]:
     settings = Settings(params_path)
-    report = {"schema": "tg-dfer/doctor/1", "params": {"file": params_path, "error": settings.error},
+    report = {"schema": "tg-dfer/doctor/2", "params": {"file": params_path, "error": settings.error},
               "python": {"version": platform.python_version(), "executable": sys.executable},
               "packages": package_versions(), "ffmpeg": ffmpeg_state(), "cuda": cuda_state(),
+              "cpu_profile": profile_state(),
               "weights": weight_states(settings), "disk": disk_state(settings, Path("."))}
     report["stages"] = stage_needs(report, settings)
     return report
@@ -223,6 +235,13 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"CUDA {cuda['torch_cuda']}: " + ", ".join(f"{d['name']} ({d['memory_gb']} GB)" for d in cuda["devices"]))
     else:
         lines.append(f"CUDA: none ({cuda['reason']}): every stage runs on the CPU (embed slowly)")
+    profile = report["cpu_profile"]
+    if profile["record"]["name"] == "reference":
+        lines.append("CPU profile: reference (AVX2 kernels, MKL COMPATIBLE, 2 threads): the committed bytes on any AVX2 CPU")
+    else:
+        why = "; ".join(profile["not_in_effect"]) if profile["requested"] == "reference" else "TG_DFER_CPU_PROFILE=native"
+        lines.append(f"CPU profile: {profile['record']['name']} ({why}): CPU results depend on this machine; "
+                     "check-metrics holds them to the seed band")
     lines.append("weights:")
     for state in report["weights"]:
         lines += _weights_line(state)

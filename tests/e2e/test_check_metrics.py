@@ -7,7 +7,11 @@ real CLI, in a scratch folder), so the reference is the committed metrics/demo/ 
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -36,7 +40,6 @@ def demo_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("demo")
     shutil.copy(REPO / "params.yaml", folder / "params.yaml")
     shutil.copytree(REPO / "assets", folder / "assets")
-    shutil.copytree(REPO / "tg_dfer" / "prompts", folder / "tg_dfer" / "prompts")
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(folder)
         for stage in STAGES:
@@ -105,3 +108,16 @@ def test_a_planted_break_fails_check_metrics_in_both_modes(demo_run, monkeypatch
         shutil.rmtree(demo_run / "metrics")
         backup.rename(demo_run / "models")
         (demo_run / "metrics-unbroken").rename(demo_run / "metrics")
+
+
+def test_the_seed_study_retrains_the_committed_seed_to_the_bit(demo_run, tmp_path):
+    """benchmarks/seed_study.py as the README gives it, on two seeds: params.yaml's seed gives the
+    committed metrics.json's numbers (it checks, and exits with a message otherwise)."""
+    out = tmp_path / "seeds.json"
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "seed_study.py"), "--seeds", "0", "1",
+                           "--json", str(out)], cwd=demo_run, env={**os.environ, "PYTHONPATH": str(REPO)},
+                          capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    study, committed = json.loads(out.read_text()), json.loads((COMMITTED / "seeds.json").read_text())
+    assert study["seeds"]["0"] == committed["seeds"]["0"] and study["seeds"]["1"] == committed["seeds"]["1"]
+    assert study["cpu_profile"]["name"] == "reference" and study["varied"] == "train.optim.seed"

@@ -3,7 +3,6 @@ whatever the shell set and whatever the cores; switched off, they give other byt
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess

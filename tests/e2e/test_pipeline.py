@@ -187,8 +187,10 @@ def test_dvc_repro_and_an_experiment_rerun_only_what_changed(tmp_path):
     for produced in ("data", "models", "metrics"):
         shutil.rmtree(project / produced)
     sh(dvc, "repro", "--force", "--no-run-cache")
-    reproduced = sh(tg_dfer, "check-metrics")
+    reproduced = sh(tg_dfer, "check-metrics", "--clean-tree")
     assert "DIFFERS" not in reproduced and reproduced.splitlines().count("  ok") == 2, reproduced
+    assert "exact: both runs used the reference CPU profile" in reproduced
+    assert "git status --porcelain: clean" in reproduced
     sh("git", "checkout", "HEAD", "--", "dvc.lock", "metrics")  # back to the committed run's outputs
     sh(dvc, "checkout", "--force")
     # An edit to every library module used only downstream of the feature cache (text, train,
@@ -236,5 +238,7 @@ def test_dvc_repro_and_an_experiment_rerun_only_what_changed(tmp_path):
     for stage in ("demo", "prepare", "faces", "embed", "qc", "text"):
         assert f"Running stage '{stage}'" not in model_change
     # The workspace now holds the last experiment's results: the reproduction check must fail.
-    changed = subprocess.run([tg_dfer, "check-metrics"], cwd=project, env=env, capture_output=True, text=True)
+    changed = subprocess.run([tg_dfer, "check-metrics", "--clean-tree"], cwd=project, env=env, capture_output=True,
+                             text=True)
     assert changed.returncode == 1 and "DIFFERS" in changed.stdout, changed.stdout + changed.stderr
+    assert "DIFFERS:  M dvc.lock" in changed.stdout  # the experiment's lock file is not the committed one

@@ -47,10 +47,14 @@ def test_doctor_says_what_is_missing_and_where_it_would_come_from(machine):
     write_params(machine, **{"clip.checkpoint": "", "clip.download": "never", "faces.detector": "face_alignment",
                              "faces.download": "auto"})
     report = json.loads(doctor("--json").stdout)
-    assert report["schema"] == "tg-dfer/doctor/1" and report["params"]["error"] is None
+    assert report["schema"] == "tg-dfer/doctor/2" and report["params"]["error"] is None
     assert report["packages"]["torch"].split("+")[0] == torch.__version__.split("+")[0]  # a local tag (+cu130) aside
     assert not report["cuda"]["available"] and report["cuda"]["reason"] and report["cuda"]["devices"] == []
     assert report["ffmpeg"]["binary"] and report["ffmpeg"]["version"].startswith("ffmpeg version")
+    # the test process imported the stage layer before torch, as tg-dfer does: the reference profile holds
+    assert report["cpu_profile"] == {"requested": "reference", "not_in_effect": [], "record": {
+        "name": "reference", "aten_cpu_capability": "avx2", "onednn_max_cpu_isa": "AVX2", "mkl_cbwr": "COMPATIBLE",
+        "threads": 2}}
     clip, s3fd, fan = report["weights"]
     assert clip["path"] == str(machine / "home/.cache/clip/ViT-B-32.pt") and not clip["present"]
     assert clip["url"] == __import__("clip").clip._MODELS["ViT-B/32"] and clip["published_sha256"] in clip["url"]
