@@ -25,6 +25,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from tg_dfer import cpu_profile
 from tg_dfer.backbone import Backbone, encode_images, load_backbone, preprocess
 from tg_dfer.embed.images import JournalSink, embed_faces, write_entries
 from tg_dfer.io.faces_h5 import FaceRecord, FacesFile, FacesWriter
@@ -37,7 +38,8 @@ from tg_dfer.resume.runner import run_resumable
 def hardware(device: str) -> dict:
     """What the numbers were measured on."""
     info = {"cpu": _cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "python": platform.python_version(), "device": device}
+            "torch": torch.__version__, "python": platform.python_version(), "device": device,
+            "cpu_profile": cpu_profile.record(str(torch.device(device)))}  # capped kernels are slower (docs/benchmarks.md)
     if torch.device(device).type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
         info["cuda"] = torch.version.cuda

@@ -1,5 +1,6 @@
 """check-metrics on the committed demo: a fresh run reproduces it to the bit under the reference CPU
-profile, and breaks planted in the model code fail it, in the exact mode and in the seed band.
+profile, and breaks planted in the model code fail it (the exact mode always; the seed band when
+the break moves the results beyond what a re-seed does).
 
 The demo runs here from nothing with the repository's own params.yaml (every stage through the
 real CLI, in a scratch folder), so the reference is the committed metrics/demo/ itself.
@@ -81,8 +82,13 @@ def test_a_fresh_run_reproduces_the_committed_demo_exactly(demo_run, monkeypatch
     assert result.exit_code == 0 and "band of 3 std over 5 seeds" in result.output, result.output
 
 
-@pytest.mark.parametrize("break_name", ["attention over classes", "lowest frames"])
-def test_a_planted_break_fails_check_metrics_in_both_modes(demo_run, monkeypatch, break_name):
+@pytest.mark.parametrize("break_name", ["lowest frames", "attention over classes"])
+def test_a_planted_break_fails_check_metrics(demo_run, monkeypatch, break_name):
+    """Both breaks fail the exact mode. Keeping the lowest frames also fails the seed band, as
+    another machine would see it. Eq. 8 over the classes only feeds the visual prompt, which the
+    demo barely needs: its numbers stay inside what a re-seed gives (measured: UAR 98.2 against
+    the seeds' 96.8-98.6), so no band can tell it from a re-seed and the band passes it; only the
+    exact mode, CI's on any AVX2 CPU, catches it (docs/reference-run.md)."""
     monkeypatch.chdir(demo_run)
     if break_name == "attention over classes":
         monkeypatch.setattr(tgdfer, "frame_attention", attention_over_classes)
@@ -96,8 +102,12 @@ def test_a_planted_break_fails_check_metrics_in_both_modes(demo_run, monkeypatch
         exact = check()
         assert exact.exit_code == 1 and "exact:" in exact.output and "DIFFERS: uar" in exact.output, exact.output
         band = check("--mode", "band")
+        if break_name == "attention over classes":
+            assert band.exit_code == 0 and "DIFFERS" not in band.output, band.output
+            return
         assert band.exit_code == 1 and "outside the seeds' band" in band.output, band.output
-        # As another machine sees it: a native run is held to the band by itself, and fails it.
+        assert "apex_auroc.mean" in band.output  # localisation inverted, not only accuracy
+        # As another machine sees it: a run off the profile gets the band by itself, and fails it.
         monkeypatch.setenv(cpu_profile.PROFILE_VARIABLE, "native")
         invoke("evaluate")
         native = check()
