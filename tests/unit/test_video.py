@@ -1,9 +1,15 @@
+import os
+import shutil
+import subprocess
+import sys
+
 import cv2
 import numpy as np
 import pytest
 
 from tg_dfer.video import FrameFolderClip, VideoError, natural_key, open_video, scaled_size, write_video
 
+from helpers import REPO
 from helpers.hostile_media import ffmpeg
 from helpers.media import frame_number, numbered_frames
 
@@ -262,3 +268,16 @@ def test_stream_and_read_decode_more_frames_than_one_select_expression_takes(tmp
     read = clip.read(wanted[::-1], max_side=32)  # above the select limit read() streams, in any order
     assert read.shape == (len(wanted), 24, 32, 3)
     assert [coded_index(frame) for frame in read] == wanted[::-1].tolist()
+
+
+@pytest.mark.skipif(shutil.which("taskset") is None or (os.cpu_count() or 1) < 2, reason="needs taskset and 2 cores")
+def test_an_encoded_clip_is_the_same_file_on_one_core_as_on_all(tmp_path):
+    """x264 takes its thread count from the cores unless told, and its output follows the count."""
+    frames = numbered_frames(60, 96, 128)
+    np.save(tmp_path / "frames.npy", frames)
+    write_video(tmp_path / "all.mp4", frames)
+    code = ("import sys, numpy; from tg_dfer.video import write_video; "
+            "write_video(sys.argv[2], numpy.load(sys.argv[1]))")
+    subprocess.run(["taskset", "-c", "0", sys.executable, "-c", code, str(tmp_path / "frames.npy"),
+                    str(tmp_path / "one.mp4")], check=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert (tmp_path / "one.mp4").read_bytes() == (tmp_path / "all.mp4").read_bytes()
