@@ -65,10 +65,10 @@ def attention_over_classes(similarity, mask):
 
 def lowest_frames(original):
     """Top-k MIL broken: the k lowest-scoring frames kept instead of the k highest."""
-    def pool(scores, mask, how, attention=None, topk_fraction=0.25):
+    def pool(scores, mask, how, *rest):
         if how == "topk":
-            return -original(-scores, mask, how, attention, topk_fraction)
-        return original(scores, mask, how, attention, topk_fraction)
+            return -original(-scores, mask, how, *rest)
+        return original(scores, mask, how, *rest)
     return pool
 
 
