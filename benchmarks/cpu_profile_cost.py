@@ -21,12 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from pipeline.tools.measure import hardware
 
 from output import emit  # benchmarks/, beside this script
 
@@ -54,8 +55,6 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--json", help="also write the result here")
     args = parser.parse_args()
-    import torch
-
     rounds = []
     with tempfile.TemporaryDirectory(prefix="profile-cost-") as folder:
         for number in range(args.rounds):
@@ -66,10 +65,9 @@ def main() -> None:
                 "embed": round(native["embed_images_per_s"] / reference["embed_images_per_s"], 3),
                 "train_epoch": round(reference["train_epoch_s"] / native["train_epoch_s"], 3)}})
             print(f"round {number + 1}: {json.dumps(rounds[-1]['cost'])}", file=sys.stderr)
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    flags = Path("/proc/cpuinfo").read_text()
-    out = {"cpu": cpu, "avx512": " avx512f" in flags, "cores": os.cpu_count(), "torch": torch.__version__,
+    machine = hardware("cpu")
+    out = {"cpu": machine["cpu"], "avx512": " avx512f" in Path("/proc/cpuinfo").read_text(), "cores": machine["cores"],
+           "torch": machine["torch"],
            "note": "cost = how many times slower the reference profile is than native (>1: slower)",
            "rounds": rounds}
     emit(out, args.json)

@@ -21,7 +21,7 @@ from tg_dfer.embed.images import EmbedConfig, JournalSink, clip_batches, embed_f
 from tg_dfer.hashes import sha256_file
 from tg_dfer.io.atomic import write_text_atomic
 from tg_dfer.io.faces_h5 import FacesFile
-from tg_dfer.io.features_h5 import FEATURES_EARLIER, FEATURES_SCHEMA, FeaturesWriter
+from tg_dfer.io.features_h5 import FEATURES_SCHEMA, FeaturesWriter
 from tg_dfer.io.h5 import SchemaError, decode_strings, open_checked
 from tg_dfer.resume.runner import run_resumable
 from tg_dfer.resume.shards import WHOLE, Shard
@@ -152,7 +152,7 @@ def report_embed(paths: dict, target: Path, skipped: dict[str, str], candidates:
     crops that did not decode (in this run, whose reason is in ``skipped``, or in an earlier run
     that was interrupted and resumed, or in a shard).
     """
-    with open_checked(target, FEATURES_SCHEMA, FEATURES_EARLIER) as handle:
+    with open_checked(target, FEATURES_SCHEMA) as handle:
         clips, views, frames = len(handle["clip_id"]), int(handle.attrs["views"]), int(handle.attrs["frames_per_clip"])
         note = weights_note(dict(handle.attrs))
         embedded = set(decode_strings(handle["clip_id"][:]))

@@ -13,7 +13,7 @@ from pipeline.tools.git_dvc import run_tool
 from tg_dfer.compare import band_check, compare_numbers
 
 DEFAULT_BAND_WIDTH = 3.0
-SEED_STUDY = "seeds.json"  # beside the metrics.json it spreads (DatasetPaths.seed_study)
+SEED_STUDY = "seeds.json"  # benchmarks/seed_study.py writes it beside the metrics.json it spreads
 
 
 @click.command("check-metrics")

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -28,7 +29,7 @@ STAGES = ("demo", "prepare", "faces", "backbone", "embed", "text")
 
 
 def train_and_evaluate() -> None:
-    folds = yaml.safe_load(open("params.yaml"))["train"]["folds"]
+    folds = yaml.safe_load(Path("params.yaml").read_text())["train"]["folds"]
     for fold in folds:
         invoke("train", "--fold", str(fold), "--no-progress")
     invoke("evaluate")

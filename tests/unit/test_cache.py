@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from tg_dfer.io.faces_h5 import FaceRecord, FacesFile, FacesWriter
-from tg_dfer.io.features_h5 import FeaturesWriter, read_features, write_features
-from tg_dfer.io.h5 import SchemaError
+from tg_dfer import cpu_profile
+from tg_dfer.io.features_h5 import FEATURES_SCHEMA, FeaturesWriter, read_features, write_features
+from tg_dfer.io.h5 import SchemaError, open_checked
 from tg_dfer.io.text_h5 import TextCache, read_text, write_text
 
 from helpers.projects import MODEL_ATTRS, feature_cache
@@ -25,6 +26,22 @@ def test_features_round_trip(tmp_path):
         assert handle["clip_id"].dtype.kind == "O" and handle["label"].dtype == np.int64
         assert handle["num_frames"].dtype == np.int32 and handle["face_score"].dtype == np.float32
         assert json.loads(handle.attrs["class_names"]) == ["a", "b", "c"]
+
+
+def test_files_of_the_earlier_schemas_are_still_read_by_every_reader(tmp_path):
+    """features/1 and text/1 lack only the cpu_profile record: train, evaluate, export and the shard
+    merge (all through open_checked) read them, and their record reads as unrecorded."""
+    write_features(tmp_path / "features.h5", feature_cache())
+    write_text(tmp_path / "text.h5", text_cache())
+    for name, earlier in (("features.h5", "tg-dfer/features/1"), ("text.h5", "tg-dfer/text/1")):
+        with h5py.File(tmp_path / name, "a") as handle:
+            handle.attrs["schema"] = earlier
+    assert cpu_profile.from_attrs(read_features(tmp_path / "features.h5").attrs) == {"name": "unrecorded"}
+    assert read_text(tmp_path / "text.h5").class_names == ["a", "b"]
+    with open_checked(tmp_path / "features.h5", FEATURES_SCHEMA) as handle:  # what export opens it with
+        assert handle.attrs["schema"] == "tg-dfer/features/1"
+    with pytest.raises(SchemaError, match="holds schema 'tg-dfer/features/1', expected tg-dfer/text/2"):
+        read_text(tmp_path / "features.h5")
 
 
 def test_clips_one_at_a_time_and_in_blocks_write_the_same_features(tmp_path):

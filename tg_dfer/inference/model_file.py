@@ -24,7 +24,7 @@ from tg_dfer.detectors import HaarSearch
 from tg_dfer.faces import CropPolicy
 from tg_dfer.hashes import WeightsMismatch, check_same_weights, sha256_file
 from tg_dfer.io.payload import load_payload
-from tg_dfer.training.checkpoint import CHECKPOINT_FORMAT
+from tg_dfer.training.checkpoint import CHECKPOINT_READABLE
 
 MODEL_FORMAT = "tg-dfer/model/2"
 READABLE_FORMATS = ("tg-dfer/model/1", MODEL_FORMAT)  # 2 added zero_shot; a file of 1 is a trained model
@@ -153,7 +153,7 @@ class ModelFile:
 def load_model_file(path: str | Path) -> ModelFile:
     """Read a model file with ``weights_only=True`` (no code runs) and check its format."""
     payload = load_payload(path, READABLE_FORMATS, ModelFileError, "model file", "make one with `tg-dfer export`",
-                           {CHECKPOINT_FORMAT: "a fold checkpoint: bundle it with `tg-dfer export`"})
+                           {version: "a fold checkpoint: bundle it with `tg-dfer export`" for version in CHECKPOINT_READABLE})
     return ModelFile(Path(path), sha256_file(path), payload)
 
 

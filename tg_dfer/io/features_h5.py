@@ -11,11 +11,10 @@ import h5py
 import numpy as np
 
 from tg_dfer import __version__
-from tg_dfer.io.h5 import STRING, AtomicH5, SchemaError, decode_strings, open_checked, set_attrs
+from tg_dfer.io.h5 import STRING, AtomicH5, SchemaError, decode_strings, open_checked, schema_with_earlier, set_attrs
 
-FEATURES_SCHEMA = "tg-dfer/features/2"
 # /1 lacks the cpu_profile attribute (docs/contracts.md); it reads the same otherwise.
-FEATURES_EARLIER = ("tg-dfer/features/1",)
+FEATURES_SCHEMA = schema_with_earlier("tg-dfer/features/2", "tg-dfer/features/1")
 
 
 class FeatureRows:
@@ -138,7 +137,7 @@ def read_features(path: str | Path, frames_in_memory: bool = True) -> FeatureCac
     ``frames_in_memory`` False leaves the features themselves in the file (:class:`FeatureRows`);
     the per-clip columns are read either way.
     """
-    with open_checked(path, FEATURES_SCHEMA, FEATURES_EARLIER) as handle:
+    with open_checked(path, FEATURES_SCHEMA) as handle:
         attrs = dict(handle.attrs)
         missing = [key for key in FEATURE_ATTRS if key not in attrs]
         if missing:

@@ -28,9 +28,20 @@ class SchemaError(Exception):
     """A file that is missing, of the wrong kind, or of an unsupported schema version."""
 
 
-def open_checked(path: str | Path, expected: str, earlier: tuple[str, ...] = ()) -> h5py.File:
+# schema -> the earlier versions of it that every reader still reads (registered by schema_with_earlier).
+_EARLIER: dict[str, tuple[str, ...]] = {}
+
+
+def schema_with_earlier(schema: str, *earlier: str) -> str:
+    """``schema``, registered so that :func:`open_checked` also opens files of the ``earlier``
+    versions (each later one only added attributes, which readers treat as absent)."""
+    _EARLIER[schema] = earlier
+    return schema
+
+
+def open_checked(path: str | Path, expected: str) -> h5py.File:
     """Open an HDF5 file for reading after checking that its ``schema`` attribute is ``expected``
-    (or one of the ``earlier`` versions the reader still reads)."""
+    (or an earlier version registered with :func:`schema_with_earlier`)."""
     path = Path(path)
     if not path.is_file():
         raise SchemaError(f"{path}: no such file (expected a {expected} file; run the stage that writes it)")
@@ -39,7 +50,7 @@ def open_checked(path: str | Path, expected: str, earlier: tuple[str, ...] = ())
     except OSError as error:
         raise SchemaError(f"{path}: not a readable HDF5 file ({error})") from error
     found = handle.attrs.get("schema")
-    if found != expected and found not in earlier:
+    if found != expected and found not in _EARLIER.get(expected, ()):
         handle.close()
         kind, _, version = expected.rpartition("/")
         if isinstance(found, str) and found.rpartition("/")[0] == kind:

@@ -9,11 +9,10 @@ from typing import Any
 import numpy as np
 
 from tg_dfer import __version__
-from tg_dfer.io.h5 import STRING, AtomicH5, SchemaError, decode_strings, open_checked, set_attrs
+from tg_dfer.io.h5 import STRING, AtomicH5, SchemaError, decode_strings, open_checked, schema_with_earlier, set_attrs
 
-TEXT_SCHEMA = "tg-dfer/text/2"
 # /1 lacks the cpu_profile attribute (docs/contracts.md); it reads the same otherwise.
-TEXT_EARLIER = ("tg-dfer/text/1",)
+TEXT_SCHEMA = schema_with_earlier("tg-dfer/text/2", "tg-dfer/text/1")
 
 
 @dataclass
@@ -46,7 +45,7 @@ def write_text(path: str | Path, cache: TextCache) -> None:
 
 
 def read_text(path: str | Path) -> TextCache:
-    with open_checked(path, TEXT_SCHEMA, TEXT_EARLIER) as handle:
+    with open_checked(path, TEXT_SCHEMA) as handle:
         cache = TextCache(
             class_names=decode_strings(handle["class_names"][:]),
             class_prompts=decode_strings(handle["class_prompts"][:]),
