@@ -23,15 +23,15 @@ import argparse
 import json
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 
-from pipeline.config import clip_settings, load_params
+from pipeline.settings.clip import backbone_spec
+from pipeline.settings.params import load_params
 from pipeline.loading import load_inputs, load_text_encoder
-from pipeline.paths import dataset_paths
-from pipeline.stages.train import model_config, train_settings
-from pipeline.tools.export import zero_shot_payload
+from pipeline.settings.dataset import dataset_paths
+from pipeline.settings.train import model_config, train_settings
+from pipeline.model_files import zero_shot_payload
 from tg_dfer import cpu_profile
 from tg_dfer.backbone import load_backbone
 from tg_dfer.demo.apex import read_apex_frames
@@ -78,16 +78,15 @@ def main() -> None:
                      for k in (1, 2, 3) for mode in ("highest", "lowest")}
 
     if not args.skip_mean:
-        truth = read_apex_frames(Path(params["dataset"]["root"]) / "labels.csv")
+        truth = read_apex_frames(dataset_paths(params).root / "labels.csv")
         encoder, loaded = load_text_encoder(params, inputs, "cpu")
         config = replace(model_config(settings, int(features.features.shape[-1]), len(names)), mil_pooling="mean")
         mean_metrics = retrain(inputs, settings.folds, config, settings.optim, encoder, loaded, truth)
         out["mil_mean"] = {**headline(mean_metrics), "apex_auroc": mean_metrics["apex_auroc"]}
 
-    clip = clip_settings(params)
-    loaded = load_backbone(clip["name"], clip["checkpoint"], "cpu", clip["seed"],
-                           allow_demo_weights=clip["allow_demo_weights"])
-    predictor = Predictor(model_in_memory(zero_shot_payload(params, args.params, loaded, clip["seed"]), "zero-shot"),
+    spec = backbone_spec(params, args.params)
+    loaded = load_backbone(spec, "cpu")
+    predictor = Predictor(model_in_memory(zero_shot_payload(params, args.params, loaded, spec.seed), "zero-shot"),
                           loaded)
     probs, _, _ = predictor.classify(features.features[:, 0].astype(np.float32), features.num_frames)
     pred = probs.argmax(axis=1)

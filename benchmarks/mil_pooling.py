@@ -46,7 +46,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tg_dfer.backbone import load_backbone
+from tg_dfer.backbone import BackboneSpec, load_backbone
 from tg_dfer.metrics import frame_auroc, per_class_recall, war
 from tg_dfer.model import ModelConfig, TextEncoder, mil_pool, tgdfer
 from tg_dfer.synthetic import Planted, planted_cache
@@ -176,7 +176,7 @@ def main() -> None:
     models = [{**overrides, "mil_pooling": pooling} for pooling in args.poolings.split(",")] if args.poolings \
         else [overrides]
     needs_text = any(ModelConfig(**settings).needs_text_encoder for settings in models)
-    encoder = TextEncoder.from_clip(load_backbone("ViT-B/32", "random").model) if needs_text and not args.no_model \
+    encoder = TextEncoder.from_clip(load_backbone(BackboneSpec("ViT-B/32", "random")).model) if needs_text and not args.no_model \
         else None
     extra = {"data": args.data, "planted": json.loads(args.planted), "optim": optim,
              "coarse_gain": tgdfer.COARSE_TEXT_GAIN}

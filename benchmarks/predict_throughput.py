@@ -37,7 +37,7 @@ def main() -> None:
     args = parser.parse_args()
     device = pick_device(args.device)
     model = load_model_file(args.model)
-    loaded = load_backbone(model.clip["model"], model.clip_checkpoint(), device, int(model.clip.get("seed", 0)))
+    loaded = load_backbone(model.backbone_spec(), device)
     predictor = predictor_module.Predictor(model, loaded, device, args.batch_size)
     busy, images = [0.0], [0]
     encode = predictor_module.encode_clips

@@ -20,12 +20,11 @@ import statistics
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
-from pipeline.config import load_params
+from pipeline.settings.params import load_params
 from pipeline.loading import load_inputs, load_text_encoder
-from pipeline.paths import dataset_paths
-from pipeline.stages.train import model_config, train_settings
+from pipeline.settings.dataset import dataset_paths
+from pipeline.settings.train import model_config, train_settings
 from tg_dfer import cpu_profile
 from tg_dfer.demo.apex import read_apex_frames
 
@@ -51,7 +50,7 @@ def main() -> None:
     inputs = load_inputs(params, with_text=True)
     features = inputs.features
     encoder, loaded = load_text_encoder(params, inputs, "cpu")
-    truth = read_apex_frames(Path(params["dataset"]["root"]) / "labels.csv")
+    truth = read_apex_frames(dataset_paths(params).root / "labels.csv")
     config = model_config(settings, int(features.features.shape[-1]), len(features.class_names))
     committed = json.loads(paths.metrics_file.read_text())
     per_seed = {}

@@ -1,12 +1,13 @@
 """The code each DVC stage depends on, derived in one place from the imports.
 
-A stage depends on its own module (pipeline/stages/<stage>.py) and on exactly the library modules
-(tg_dfer/...) that it imports, directly or through other modules, lazily imported ones included.
-dvc.yaml lists the same files (a test checks them against :func:`stage_code`), and the resume
-journals of faces and embed fingerprint the same files (:func:`code_digest`), so an edit re-runs
-and invalidates exactly the stages whose code it touches: a change to training code never re-runs
-faces or embed. Other stage-layer modules (config, paths, sharding) only read params and name
-files, whose values DVC tracks as params and outputs.
+A stage depends on its own module (pipeline/stages/<stage>.py) and on exactly the modules of this
+repository that it imports, directly or through other modules, lazily imported ones included: the
+stage layer's helpers (pipeline/settings/*, loading, sharding, paths, the package files) and the
+library (tg_dfer/...). dvc.yaml lists the same files (a test checks them against
+:func:`stage_code`), and the resume journals of faces and embed fingerprint the same files
+(:func:`code_digest`), so an edit re-runs and invalidates exactly the stages whose code it
+touches: a change to the params -> dataclass mapping re-runs the stages that read that section,
+and a change to training code never re-runs faces or embed.
 """
 
 from __future__ import annotations
@@ -75,10 +76,12 @@ def module_closure(module: str) -> tuple[str, ...]:
 
 
 def stage_code(stage: str) -> list[str]:
-    """What DVC stage ``stage`` depends on as code: its stage module and the library modules it imports."""
+    """What DVC stage ``stage`` depends on as code: its stage module, then the stage-layer helpers and
+    the library modules it imports (each group sorted)."""
     own = f"{STAGE_LAYER}/stages/{stage}.py"
-    return [own] + [path for path in module_closure(f"{STAGE_LAYER}.stages.{stage}")
-                    if path.startswith(f"{LIBRARY}/")]
+    closure = [path for path in module_closure(f"{STAGE_LAYER}.stages.{stage}") if path != own]
+    return [own] + [path for path in closure if path.startswith(f"{STAGE_LAYER}/")] + \
+        [path for path in closure if path.startswith(f"{LIBRARY}/")]
 
 
 def code_digest(stage: str) -> str:
@@ -108,6 +111,8 @@ def rewrite_dvc_yaml(text: str) -> str:
 
 
 if __name__ == "__main__":
+    from tg_dfer.io.atomic import write_text_atomic
+
     dvc_yaml = REPO / "dvc.yaml"
-    dvc_yaml.write_text(rewrite_dvc_yaml(dvc_yaml.read_text()))
+    write_text_atomic(dvc_yaml, rewrite_dvc_yaml(dvc_yaml.read_text()))
     print(f"{dvc_yaml}: the code deps of {', '.join(STAGES)} follow the imports")

@@ -9,8 +9,10 @@ from typing import Any
 import click
 import numpy as np
 
-from pipeline.config import clip_settings, require, section
-from pipeline.paths import dataset_paths, text_path
+from pipeline.paths import text_path
+from pipeline.settings.clip import backbone_spec
+from pipeline.settings.dataset import dataset_paths
+from pipeline.settings.text import prompt_set
 from tg_dfer.backbone import Backbone, WeightsError, load_backbone
 from tg_dfer.datasets.manifest import ManifestError, read_manifest
 from tg_dfer.hashes import WeightsMismatch, check_same_weights
@@ -58,7 +60,7 @@ def load_inputs(params: dict[str, Any], with_text: bool = False, frames_in_memor
         features = read_features(paths.features, frames_in_memory)
         inputs = Inputs(paths.name, features, paths.features, test_folds_for(features, paths.manifest, paths.features))
         if with_text:
-            inputs.text_path = text_path(require(section(params, "text"), "prompt_set", str, "text"))
+            inputs.text_path = text_path(prompt_set(params))
             inputs.text = read_text(inputs.text_path)
     except (SchemaError, ManifestError) as error:
         raise click.ClickException(str(error)) from error
@@ -77,10 +79,8 @@ def load_inputs(params: dict[str, Any], with_text: bool = False, frames_in_memor
 
 def load_text_encoder(params: dict[str, Any], inputs: Inputs, device: str) -> tuple[TextEncoder, Backbone]:
     """The frozen CLIP text tower of the ``clip`` section, refusing weights other than the features'."""
-    settings = clip_settings(params)
     try:
-        loaded = load_backbone(settings["name"], settings["checkpoint"], device, settings["seed"],
-                               download=settings["download"], allow_demo_weights=settings["allow_demo_weights"])
+        loaded = load_backbone(backbone_spec(params), device)
         check_same_weights(str(inputs.features.attrs.get("checkpoint_sha256")), loaded.sha256,
                            str(inputs.features_path), f"the clip section's weights ({loaded.source})",
                            "point clip.* at the weights the features were made with, or re-run embed and text. "

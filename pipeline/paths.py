@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from pipeline.config import require, section
 
 DEMO_VIDEOS = Path("data/demo/videos")
+DEMO_BACKBONE = Path("data/backbone/clip.pt")  # the backbone stage's output: the demo's own CLIP
+
+
+def uses_demo_backbone(checkpoint: str | None) -> bool:
+    """Whether ``clip.checkpoint`` names the backbone stage's output (the demo's setting)."""
+    return bool(checkpoint) and checkpoint != "random" and Path(checkpoint).resolve() == DEMO_BACKBONE.resolve()
 
 
 @dataclass(frozen=True)
@@ -75,12 +78,6 @@ class DatasetPaths:
     @property
     def report(self) -> Path:
         return Path("report") / self.name
-
-
-def dataset_paths(params: dict[str, Any]) -> DatasetPaths:
-    """The paths of the dataset the ``dataset`` section names."""
-    dataset = section(params, "dataset")
-    return DatasetPaths(require(dataset, "name", str, "dataset"), Path(require(dataset, "root", str, "dataset")))
 
 
 def zero_shot_export(prompt_set: str) -> Path:

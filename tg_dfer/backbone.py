@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from tg_dfer.hashes import sha256_file
-from tg_dfer.weights import WeightFile, WeightsError, ensure_file, url_sha256
+from tg_dfer.weights import DOWNLOADS, WeightFile, WeightsError, ensure_file, url_sha256
 
 with warnings.catch_warnings():
     # openai-clip imports pkg_resources only for a version check; its deprecation warning is noise.
@@ -55,6 +55,26 @@ ARCHITECTURES = {
                      transformer_layers=12),
 }
 
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """Which CLIP weights to load (the ``clip`` params section): :func:`load_backbone` takes it."""
+
+    name: str = "ViT-B/32"  # the architecture, recorded with the weights (the demo's own: "demo")
+    # None: the clip package's cache file; "random": seeded random weights of the real architecture
+    # (demo and tests only); anything else: the path of a weights file.
+    checkpoint: str | None = None
+    seed: int = 0  # of random weights
+    download: str = "never"  # auto | never: fetch the cache file when it is missing (a path is never replaced)
+    # The demo's own backbone learnt rendered faces only: it loads only when this is set.
+    allow_demo_weights: bool = False
+
+    def __post_init__(self) -> None:
+        if self.download not in DOWNLOADS:
+            raise ValueError(f"download must be one of {', '.join(DOWNLOADS)}, got {self.download!r}")
+        if self.checkpoint is not None and not isinstance(self.checkpoint, str):
+            object.__setattr__(self, "checkpoint", str(self.checkpoint))  # a Path given is kept as its text
 
 @dataclass
 class Backbone:
@@ -99,7 +119,7 @@ def default_checkpoint(name: str) -> Path:
     return Path(os.path.expanduser("~/.cache/clip")) / os.path.basename(url)
 
 
-def clip_weight_file(name: str, url: str | None = None) -> WeightFile:
+def backbone_weight_file(name: str, url: str | None = None) -> WeightFile:
     """The weights of ``name`` in the clip package's cache, as OpenAI publishes them; ``url`` stands in
     for OpenAI's address (a mirror, a test server) and must carry the SHA-256 the same way."""
     path = default_checkpoint(name)
@@ -162,29 +182,27 @@ def model_dtype(precision: str, device: str) -> torch.dtype:
     return PRECISIONS[precision]
 
 
-def load_backbone(name: str = "ViT-B/32", checkpoint: str | os.PathLike | None = None, device: str = "cpu",
-              seed: int = 0, precision: str = "auto", download: str = "never", url: str | None = None,
-              allow_demo_weights: bool = False) -> Backbone:
-    """Load frozen CLIP weights; see the module docstring for where they come from.
+def load_backbone(spec: BackboneSpec, device: str = "cpu", precision: str = "auto", url: str | None = None
+                  ) -> Backbone:
+    """Load the frozen CLIP weights ``spec`` names; see the module docstring for where they come from.
 
     ``precision`` (auto | fp32 | fp16 | bf16) is the dtype the weights are cast to; CLIP's own
-    LayerNorm still computes in fp32 and encoders return fp32 embeddings. ``download`` (auto |
-    never) and ``url`` (:func:`clip_weight_file`) apply to the cache file only: a checkpoint path
-    given is never replaced by a download. The demo's own weights load only with
-    ``allow_demo_weights``: trained on rendered faces, they mean nothing for real footage.
+    LayerNorm still computes in fp32 and encoders return fp32 embeddings. ``url``
+    (:func:`backbone_weight_file`) stands in for OpenAI's address of the cache file.
     """
+    name, checkpoint, seed = spec.name, spec.checkpoint, spec.seed
     dtype = model_dtype(precision, device)
     if checkpoint == "random":
         model = random_weights_model(name, seed)
         sha = state_dict_sha256(model.state_dict())
         loaded = Backbone(model, name, sha, random_weights=True, source=f"random(seed={seed})")
     else:
-        path = Path(checkpoint) if checkpoint else ensure_file(clip_weight_file(name, url), download)
+        path = Path(checkpoint) if checkpoint else ensure_file(backbone_weight_file(name, url), spec.download)
         if not path.is_file():
             raise WeightsError(f"CLIP weights for {name} not found at {path}: give the path of the weights file "
                                "you have as the checkpoint, or none for the clip package's cache file")
         state_dict, demo = _read_checkpoint(path)
-        if demo and not allow_demo_weights:
+        if demo and not spec.allow_demo_weights:
             raise WeightsError(f"{path} holds the demo's own backbone, trained on rendered faces only: its features "
                                "mean nothing for real footage. Use real CLIP weights (an empty checkpoint: the "
                                "clip package's cache file) for any dataset but the demo")

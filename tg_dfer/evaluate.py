@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from tg_dfer.hashes import check_same_weights
+from tg_dfer.io.atomic import atomic_path, write_text_atomic
 from tg_dfer.io.features_h5 import FeatureCache
 from tg_dfer.io.predictions_h5 import PredictionSet, write_predictions
 from tg_dfer.metrics import report, summarize
@@ -254,21 +255,22 @@ def write_outputs(out: str | Path, predictions: PredictionSet, metrics: dict[str
     metrics = dict(metrics)
     confusion = metrics.pop("confusion")
     written = [out / "metrics.json", out / "predictions.h5", out / "confusion.json"]
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=1) + "\n")
     write_predictions(out / "predictions.h5", predictions)
-    (out / "confusion.json").write_text(json.dumps(confusion, indent=1) + "\n")
+    write_text_atomic(out / "confusion.json", json.dumps(confusion, indent=1) + "\n")
     names = predictions.class_names
     for sub in ("confusion", "curves"):
         folder = out / "plots" / sub
         folder.mkdir(parents=True, exist_ok=True)
-        for stale in folder.glob("*.csv"):  # folds no longer evaluated must not linger in the plots
+        # folds no longer evaluated must not linger in the plots, nor what a killed run left
+        for stale in [*folder.glob("*.csv"), *folder.glob("*.partial")]:
             stale.unlink()
     labelled = predictions.label >= 0
     groups = {"all": labelled, **{f"fold{fold}": labelled & (predictions.fold == fold)
                                   for fold in sorted(set(predictions.fold.tolist()))}}
     for name, keep in groups.items():
         path = out / "plots" / "confusion" / f"{name}.csv"
-        with open(path, "w", newline="") as handle:
+        with atomic_path(path) as temporary, open(temporary, "w", newline="") as handle:
             writer = csv.writer(handle, lineterminator="\n")
             writer.writerow(("actual", "predicted"))
             for label, pred in zip(predictions.label[keep], predictions.pred[keep]):
@@ -276,7 +278,7 @@ def write_outputs(out: str | Path, predictions: PredictionSet, metrics: dict[str
         written.append(path)
     for fold, history in sorted(histories.items()):
         path = out / "plots" / "curves" / f"fold{fold}.csv"
-        with open(path, "w", newline="") as handle:
+        with atomic_path(path) as temporary, open(temporary, "w", newline="") as handle:
             writer = csv.writer(handle, lineterminator="\n")
             writer.writerow(CURVE_COLUMNS)
             for record in history:

@@ -16,6 +16,7 @@ import numpy as np  # noqa: E402
 from matplotlib import cm, colors  # noqa: E402
 
 from tg_dfer.inference.records import min_max  # noqa: E402
+from tg_dfer.io.atomic import atomic_path  # noqa: E402
 
 # Sec. 4.5.2: the paper's colour bar runs from dark purple (low attention) to light yellow (high): viridis.
 INFLUENCE_CMAP = "viridis"
@@ -73,7 +74,8 @@ def _save(figure, path: str | Path, dpi: int) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        figure.savefig(path, dpi=dpi, format="png")
+        with atomic_path(path) as temporary:
+            figure.savefig(temporary, dpi=dpi, format="png")
     finally:
         plt.close(figure)
     return path

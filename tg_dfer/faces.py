@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import math
 import zlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import cv2
 import numpy as np
 
-from tg_dfer.detectors import Detection
+from tg_dfer.detectors import Detection, DetectorSettings, HaarSearch
 from tg_dfer.io.faces_h5 import NUM_LANDMARKS, FaceRecord
 from tg_dfer.io.images import IMAGE_FORMATS, encode_image
 from tg_dfer.sampling import MODES, segment_indices
@@ -50,6 +50,33 @@ class CropPolicy:
             raise ValueError(f"sampling must be one of {', '.join(MODES)}, got {self.sampling!r}")
         if self.image_format not in IMAGE_FORMATS:
             raise ValueError(f"image_format must be one of {', '.join(IMAGE_FORMATS)}, got {self.image_format!r}")
+
+
+@dataclass(frozen=True)
+class FaceSettings:
+    """The whole ``faces`` section: how frames are sampled and cropped, and how faces are found.
+
+    A model file keeps its :meth:`record`, so that ``predict`` finds and crops faces as the
+    training data was made; the record leaves out what only a run on this machine needs (seed,
+    device, download).
+    """
+
+    policy: CropPolicy = field(default_factory=CropPolicy)
+    detection: DetectorSettings = field(default_factory=DetectorSettings)
+
+    def record(self) -> dict:
+        """The crop policy's fields, ``detector``, ``decode_timeout`` and ``opencv`` (the HaarSearch passes)."""
+        return {**asdict(self.policy), "detector": self.detection.detector,
+                "decode_timeout": self.detection.decode_timeout, "opencv": asdict(self.detection.opencv)}
+
+    @classmethod
+    def from_record(cls, record: dict) -> FaceSettings:
+        """The settings of a :meth:`record`; one written before the opencv passes existed ran none."""
+        policy = CropPolicy(**{key: value for key, value in record.items() if key in CropPolicy.__dataclass_fields__})
+        passes = record.get("opencv")
+        search = HaarSearch(**passes) if passes else HaarSearch(equalise=False, tilt=0.0, profile=False)
+        found = {key: record[key] for key in ("detector", "decode_timeout") if key in record}
+        return cls(policy, DetectorSettings(**found, opencv=search))
 
 
 # ------------------------------------------------------------------------------------- detectors

@@ -1,19 +1,15 @@
-"""params.yaml -> the library's settings: the only place where the stage layer reads the parameter file.
+"""Reading params.yaml: the file, its sections, and a section checked against a library dataclass.
 
-A stage's params section maps onto a library dataclass (``ModelConfig``, ``TrainConfig``,
-``CropPolicy``, ``DemoConfig``, ...) with :func:`dataclass_settings`: the dataclass is the schema
-(its fields are the keys, their annotations the types, its own checks the ranges), so a setting
-can never be readable in the library and missing here, or the other way round. Every error names
-the params key and happens before any work.
-
-This module imports no library module, so that it adds nothing to any stage's DVC deps
-(pipeline/deps.py): the stages pass their own dataclasses in.
+The mechanism only: each section has its own module beside this one (pipeline/settings/<section>.py),
+the only reader of that section, which maps it onto the library's dataclass with
+:func:`dataclass_settings`. The dataclass is the schema (its fields are the keys, their annotations
+the types, its own checks the ranges), so a setting can never be readable in the library and
+missing here, or the other way round. Every error names the params key and happens before any work.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import typing
 from pathlib import Path
 from typing import Any
@@ -22,12 +18,9 @@ import click
 import yaml
 
 DEFAULT_PARAMS = "params.yaml"
-RANDOM_WEIGHTS_ENV = "TG_DFER_ALLOW_RANDOM_WEIGHTS"
 NUMBER = (int, float)
 # Field annotations (strings, under `from __future__ import annotations`) -> the YAML types they take.
 TYPES: dict[str, Any] = {"int": int, "float": NUMBER, "bool": bool, "str": str, "list[int]": list}
-# tg_dfer.weights.DOWNLOADS, spelt out because this module imports no library module (a test checks they agree).
-DOWNLOADS = ("auto", "never")
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
@@ -114,33 +107,3 @@ def sections_settings(values: dict[str, Any], where: str, *classes: type) -> tup
         raise click.ClickException(f"params: {where}.{unknown[0]} is not a known setting (known: {known})")
     return tuple(dataclass_settings(cls, {key: values[key] for key in group if key in values}, where)
                  for cls, group in zip(classes, names))
-
-
-def train_folds(params: dict[str, Any], path: str | Path = DEFAULT_PARAMS) -> list[int]:
-    """``train.folds``: the folds DVC trains (and evaluate, export and report use)."""
-    folds = require(section(params, "train", path), "folds", list, "train")
-    if not folds or not all(isinstance(fold, int) and not isinstance(fold, bool) and fold >= 1 for fold in folds):
-        raise click.ClickException(f"params: train.folds must be a non-empty list of fold numbers >= 1, got {folds!r}")
-    return folds
-
-
-def clip_settings(params: dict[str, Any]) -> dict[str, Any]:
-    """The ``clip`` section, checked; random and demo weights only for the demo dataset (or tests that ask)."""
-    values = section(params, "clip")
-    settings = {
-        "name": require(values, "model", str, "clip"),
-        "checkpoint": values.get("checkpoint") or None,
-        "seed": require(values, "seed", int, "clip"),
-        "device": require(values, "device", str, "clip"),
-        "download": require(values, "download", str, "clip", choices=DOWNLOADS),
-        # The demo's own backbone learnt rendered faces only (tg_dfer.backbone refuses it otherwise).
-        "allow_demo_weights": section(params, "dataset").get("adapter") == "demo",
-    }
-    adapter = section(params, "dataset").get("adapter")
-    if settings["checkpoint"] == "random" and adapter != "demo" and os.environ.get(RANDOM_WEIGHTS_ENV) != "1":
-        raise click.ClickException(
-            "params: clip.checkpoint = random is only for the demo dataset: features from random CLIP weights "
-            f"mean nothing for dataset adapter {adapter!r}. Point clip.checkpoint at real weights "
-            f"(tests may set {RANDOM_WEIGHTS_ENV}=1)."
-        )
-    return settings

@@ -12,25 +12,25 @@ from typing import Any
 import click
 from tqdm import tqdm
 
-from pipeline.config import DEFAULT_PARAMS, dataclass_settings, load_params, require, section, sections_settings
-from pipeline.paths import backbone_log, dataset_paths
+from pipeline.paths import DEMO_BACKBONE, backbone_log, uses_demo_backbone
+from pipeline.settings.backbone import backbone_config
+from pipeline.settings.clip import backbone_spec
+from pipeline.settings.dataset import dataset_paths
+from pipeline.settings.demo import demo_config
+from pipeline.settings.faces import face_settings
+from pipeline.settings.params import DEFAULT_PARAMS, load_params
+from pipeline.settings.text import prompt_set as read_prompt_set
 from tg_dfer.demo.pretrain import (BackboneConfig, check_pretrained, held_out_checks, held_out_faces, save_backbone,
                                    train_clip, training_faces)
-from tg_dfer.detectors import DetectorSettings
 from tg_dfer.faces import CropPolicy
 from tg_dfer.io.atomic import atomic_path, write_text_atomic
 from tg_dfer.prompt_sets import PromptSet, PromptSetError, load_prompt_set
 
-FOLDER = Path("data") / "backbone"
-CHECKPOINT = FOLDER / "clip.pt"
+FOLDER = DEMO_BACKBONE.parent
+CHECKPOINT = DEMO_BACKBONE
 UNUSED = FOLDER / "UNUSED"
 # Constant, so that a run for a dataset that does not use the demo backbone changes nothing downstream.
 UNUSED_TEXT = f"clip.checkpoint does not point at {CHECKPOINT.as_posix()}: the demo backbone was not trained.\n"
-
-
-def uses_backbone(checkpoint: str | None) -> bool:
-    """Whether ``clip.checkpoint`` names this stage's output (the demo's setting)."""
-    return bool(checkpoint) and checkpoint != "random" and Path(checkpoint).resolve() == CHECKPOINT.resolve()
 
 
 def _clear() -> None:
@@ -72,15 +72,15 @@ def backbone(params_path: str) -> None:
              captions' vocabulary).
     """
     params = load_params(params_path)
-    config = dataclass_settings(BackboneConfig, section(params, "backbone", params_path), "backbone")
-    checkpoint = section(params, "clip", params_path).get("checkpoint") or None
-    frame_size = require(section(params, "demo", params_path), "frame_size", int, "demo", minimum=64)
-    policy, _ = sections_settings(section(params, "faces", params_path), "faces", CropPolicy, DetectorSettings)
-    prompt_set = require(section(params, "text", params_path), "prompt_set", str, "text")
+    config = backbone_config(params, params_path)
+    checkpoint = backbone_spec(params, params_path).checkpoint
+    frame_size = demo_config(params, params_path).frame_size
+    policy = face_settings(params, params_path).policy
+    prompt_set = read_prompt_set(params, params_path)
     paths = dataset_paths(params)
     metrics_file = paths.backbone_summary
     _clear()
-    if not uses_backbone(checkpoint):
+    if not uses_demo_backbone(checkpoint):
         write_text_atomic(UNUSED, UNUSED_TEXT)
         write_text_atomic(metrics_file, json.dumps({"trained": False, "reason": UNUSED_TEXT.strip()}, indent=1) + "\n")
         click.echo(f"backbone: {UNUSED_TEXT.strip()} -> {UNUSED}")

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import click
 
-from pipeline.config import DEFAULT_PARAMS, dataclass_settings, load_params, section
-from tg_dfer.demo.clips import DemoConfig, generate_demo
+from pipeline.settings.demo import demo_config
+from pipeline.settings.params import DEFAULT_PARAMS, load_params
+from tg_dfer.demo.clips import generate_demo
 
 
 @click.command("demo")
@@ -24,6 +25,6 @@ def demo(params_path: str, out: str) -> None:
 
     Params (section demo): clips_per_class, num_folds, seed, frame_size, min_frames, max_frames, fps.
     """
-    config = dataclass_settings(DemoConfig, section(load_params(params_path), "demo", params_path), "demo")
+    config = demo_config(load_params(params_path), params_path)
     folder = generate_demo(Path(out), config)
     click.echo(f"demo: {config.clips_per_class * 7} clips in {folder}")

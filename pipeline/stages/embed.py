@@ -9,15 +9,18 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from pipeline.config import DEFAULT_PARAMS, clip_settings, dataclass_settings, load_params, section
 from pipeline.deps import code_digest
-from pipeline.paths import DatasetPaths, dataset_paths
+from pipeline.paths import DatasetPaths
+from pipeline.settings.clip import backbone_device, backbone_spec
+from pipeline.settings.dataset import dataset_paths
+from pipeline.settings.embed import embed_config
+from pipeline.settings.params import DEFAULT_PARAMS, load_params, section
 from pipeline.sharding import file_identity, kill_point, merge, open_journal, shard_from_env, shard_options
 from tg_dfer import cpu_profile
 from tg_dfer.backbone import Backbone, WeightsError, load_backbone, weights_note
 from tg_dfer.datasets.manifest import ManifestError, read_manifest
 from tg_dfer.devices import DeviceError, pick_device
-from tg_dfer.embed.images import EmbedConfig, JournalSink, clip_batches, embed_faces, skip_reason, write_entries
+from tg_dfer.embed.images import JournalSink, clip_batches, embed_faces, skip_reason, write_entries
 from tg_dfer.hashes import sha256_file
 from tg_dfer.io.atomic import write_text_atomic
 from tg_dfer.io.faces_h5 import FacesFile
@@ -55,10 +58,9 @@ def embed(params_path: str, shard: Shard | None, merge_count: int | None) -> Non
     if shard and merge_count:
         raise click.UsageError("--shard and --merge do not go together: run the shards, then merge")
     params = load_params(params_path)
-    values = section(params, "embed", params_path)
-    config = dataclass_settings(EmbedConfig, values, "embed")
+    config = embed_config(params, params_path)
     frames, views, batch_size = config.frames_per_clip, config.views, config.batch_size
-    settings = clip_settings(params)
+    spec = backbone_spec(params, params_path)
     paths = dataset_paths(params)
     try:
         manifest = read_manifest(paths.manifest)
@@ -74,7 +76,8 @@ def embed(params_path: str, shard: Shard | None, merge_count: int | None) -> Non
         rows = [row for row, reason in enumerate(reasons) if not reason]
         skipped = {faces.clip_id[row]: reason for row, reason in enumerate(reasons) if reason}
         upstream = {key: faces.attrs[key] for key in ("detector", "crop_size", "crop_margin", "sampling")}
-        stage_params = {"faces": upstream, "embed": values, "clip": section(params, "clip")}
+        # The sections as written, recorded with the features (docs/contracts.md).
+        stage_params = {"faces": upstream, "embed": section(params, "embed"), "clip": section(params, "clip")}
         if merge_count:
             # Clips whose crops did not decode are in no shard: report_embed lists them.
             merge(paths.features, merge_count, FEATURES_SCHEMA, [faces.clip_id[row] for row in rows],
@@ -84,10 +87,8 @@ def embed(params_path: str, shard: Shard | None, merge_count: int | None) -> Non
         else:
             shard = shard or shard_from_env() or WHOLE
             try:
-                device = rank_device(settings["device"])
-                loaded = load_backbone(settings["name"], settings["checkpoint"], device,
-                                       settings["seed"], config.precision, settings["download"],
-                                       allow_demo_weights=settings["allow_demo_weights"])
+                device = rank_device(backbone_device(params, params_path))
+                loaded = load_backbone(spec, device, config.precision)
             except (WeightsError, DeviceError) as error:
                 raise click.ClickException(str(error)) from error
             attrs = {**loaded.attrs(), "class_names": manifest.class_names, "views": views, "frames_per_clip": frames,

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import click
 
-from pipeline.config import DEFAULT_PARAMS, dataclass_settings, load_params, section, train_folds
 from pipeline.loading import load_inputs, load_text_encoder
-from pipeline.paths import dataset_paths
+from pipeline.settings.dataset import dataset_paths, is_demo
+from pipeline.settings.evaluate import evaluate_config
+from pipeline.settings.params import DEFAULT_PARAMS, load_params
+from pipeline.settings.train import train_folds
 from tg_dfer import cpu_profile
 from tg_dfer.demo.apex import ApexFramesError, apex_auroc, read_apex_frames
 from tg_dfer.devices import DeviceError, pick_device
-from tg_dfer.evaluate import EvaluateConfig, FrameSelection, evaluate_folds, write_outputs
+from tg_dfer.evaluate import FrameSelection, evaluate_folds, write_outputs
 from tg_dfer.model import ModelConfig
 from tg_dfer.training.checkpoint import CheckpointError, load_checkpoint
 
@@ -48,7 +50,7 @@ def evaluate(params_path: str) -> None:
              metrics.json then records frame_selection.
     """
     params = load_params(params_path)
-    config = dataclass_settings(EvaluateConfig, section(params, "evaluate", params_path), "evaluate")
+    config = evaluate_config(params, params_path)
     frames = config.selection
     folds = train_folds(params, params_path)
     try:
@@ -74,9 +76,8 @@ def evaluate(params_path: str) -> None:
     runs = {"features": cpu_profile.from_attrs(inputs.features.attrs), "evaluate": cpu_profile.record(device)}
     runs |= {f"fold{fold}": cpu_profile.from_attrs(checkpoint) for fold, checkpoint in checkpoints.items()}
     metrics = {"dataset": paths.name, **metrics, "cpu_profile": cpu_profile.combined(runs)}
-    dataset = section(params, "dataset", params_path)
-    if dataset.get("adapter") == "demo":
-        labels_csv = f"{dataset.get('root')}/labels.csv"
+    if is_demo(params):
+        labels_csv = str(paths.root / "labels.csv")
         try:
             truth = read_apex_frames(labels_csv)
             metrics["apex_auroc"] = apex_auroc(predictions, truth)

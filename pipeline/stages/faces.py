@@ -11,9 +11,11 @@ import click
 import numpy as np
 from tqdm import tqdm
 
-from pipeline.config import DEFAULT_PARAMS, load_params, section, sections_settings
 from pipeline.deps import code_digest
-from pipeline.paths import DatasetPaths, dataset_paths
+from pipeline.paths import DatasetPaths
+from pipeline.settings.dataset import dataset_paths
+from pipeline.settings.faces import face_settings
+from pipeline.settings.params import DEFAULT_PARAMS, load_params, section
 from pipeline.sharding import kill_point, merge, open_journal, shard_from_env, shard_options
 from tg_dfer import __version__
 from tg_dfer.datasets.manifest import ManifestError, read_manifest
@@ -26,11 +28,6 @@ from tg_dfer.io.faces_h5 import FACE_STATUSES, FACES_SCHEMA, FacesFile, FacesWri
 from tg_dfer.parallel import ordered_map, per_thread
 from tg_dfer.resume.runner import run_resumable
 from tg_dfer.resume.shards import WHOLE, Shard
-
-
-def read_settings(values: dict) -> tuple[CropPolicy, DetectorSettings]:
-    """The ``faces`` section as the crop policy and the detector settings, checked before any work."""
-    return sections_settings(values, "faces", CropPolicy, DetectorSettings)
 
 
 def face_report(path, manifest) -> dict:
@@ -85,7 +82,8 @@ def faces(params_path: str, shard: Shard | None, merge_count: int | None, worker
     if shard and merge_count:
         raise click.UsageError("--shard and --merge do not go together: run the shards, then merge")
     params = load_params(params_path)
-    policy, settings = read_settings(section(params, "faces", params_path))
+    faces = face_settings(params, params_path)
+    policy, settings = faces.policy, faces.detection
     paths = dataset_paths(params)
     try:
         manifest = read_manifest(paths.manifest)
@@ -94,7 +92,7 @@ def faces(params_path: str, shard: Shard | None, merge_count: int | None, worker
     attrs = {"detector": settings.detector, "crop_size": policy.crop_size, "crop_margin": policy.margin,
              "crop_smooth": policy.smooth, "image_format": policy.image_format, "sampling": policy.sampling,
              "sampling_seed": settings.seed, "dataset_root": str(paths.root), "package_version": __version__,
-             "params": {"faces": section(params, "faces")}}
+             "params": {"faces": section(params, "faces")}}  # the section as written (docs/contracts.md)
     if merge_count:
         merge(paths.faces, merge_count, FACES_SCHEMA, [row.clip_id for row in manifest.rows], attrs,
               lambda found, rows: write_faces(paths.faces, policy.frames_per_clip, found, rows))

@@ -7,9 +7,11 @@ from collections import Counter
 
 import click
 
-from pipeline.config import DEFAULT_PARAMS, load_params, require, section
-from pipeline.paths import dataset_paths
-from tg_dfer.datasets.adapters import ADAPTERS, build_manifest
+from pipeline.settings.dataset import adapter_options, dataset_paths
+from pipeline.settings.dataset import adapter as dataset_adapter
+from pipeline.settings.params import DEFAULT_PARAMS, load_params
+from pipeline.settings.text import prompt_set
+from tg_dfer.datasets.adapters import build_manifest
 from tg_dfer.datasets.manifest import ManifestError, OptionError, write_manifest, write_report
 from tg_dfer.prompt_sets import PromptSetError, load_prompt_set
 
@@ -34,12 +36,11 @@ def prepare(params_path: str) -> None:
     text.prompt_set, whose class list fixes the label ids.
     """
     params = load_params(params_path)
-    values = section(params, "dataset", params_path)
-    adapter = require(values, "adapter", str, "dataset", choices=tuple(ADAPTERS))
+    adapter = dataset_adapter(params, params_path)
     paths = dataset_paths(params)
     try:
-        classes = load_prompt_set(require(section(params, "text"), "prompt_set", str, "text"))
-        manifest = build_manifest(adapter, paths.root, classes, values)
+        classes = load_prompt_set(prompt_set(params, params_path))
+        manifest = build_manifest(adapter, paths.root, classes, adapter_options(params, params_path))
         write_manifest(paths.folder, manifest.rows, manifest.class_names)
         write_report(paths.prepare_report, adapter, paths.root, manifest)
     except OptionError as error:

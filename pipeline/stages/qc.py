@@ -10,8 +10,8 @@ from collections import Counter
 import click
 import numpy as np
 
-from pipeline.config import DEFAULT_PARAMS, load_params
-from pipeline.paths import dataset_paths
+from pipeline.settings.dataset import dataset_paths
+from pipeline.settings.params import DEFAULT_PARAMS, load_params
 from tg_dfer.datasets.manifest import ManifestError, read_manifest
 from tg_dfer.io.atomic import write_text_atomic
 from tg_dfer.io.faces_h5 import FacesFile

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
-from pipeline.config import DEFAULT_PARAMS, clip_settings, load_params, require, section
+from pipeline.settings.clip import backbone_device, backbone_spec
+from pipeline.settings.params import DEFAULT_PARAMS, load_params
+from pipeline.settings.text import prompt_set as read_prompt_set
 from pipeline.paths import text_path
 from tg_dfer import cpu_profile
 from tg_dfer.backbone import WeightsError, load_backbone, weights_note
@@ -27,13 +29,12 @@ def text(params_path: str) -> None:
     Params: text.prompt_set; clip.model, clip.checkpoint, clip.seed, clip.device, clip.download.
     """
     params = load_params(params_path)
-    prompt_set = require(section(params, "text", params_path), "prompt_set", str, "text")
-    settings = clip_settings(params)
+    prompt_set = read_prompt_set(params, params_path)
+    spec = backbone_spec(params, params_path)
     try:
         prompts = load_prompt_set(prompt_set)
-        device = pick_device(settings["device"])
-        loaded = load_backbone(settings["name"], settings["checkpoint"], device, settings["seed"],
-                               download=settings["download"], allow_demo_weights=settings["allow_demo_weights"])
+        device = pick_device(backbone_device(params, params_path))
+        loaded = load_backbone(spec, device)
     except (PromptSetError, WeightsError, DeviceError) as error:
         raise click.ClickException(str(error)) from error
     out = text_path(prompt_set)

@@ -3,60 +3,20 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any
 
 import click
 
-from pipeline.config import (
-    DEFAULT_PARAMS,
-    build,
-    checked_fields,
-    dataclass_settings,
-    load_params,
-    require,
-    section,
-    train_folds,
-)
 from pipeline.loading import load_inputs, load_text_encoder
-from pipeline.paths import dataset_paths, train_log
+from pipeline.paths import train_log
+from pipeline.settings.dataset import dataset_paths
+from pipeline.settings.params import DEFAULT_PARAMS, load_params
+from pipeline.settings.train import model_config, train_settings
 from tg_dfer import cpu_profile
 from tg_dfer.devices import DeviceError, pick_device
 from tg_dfer.io.atomic import write_text_atomic
 from tg_dfer.memory import release_freed_memory
-from tg_dfer.model import ModelConfig
 from tg_dfer.training.checkpoint import save_checkpoint
-from tg_dfer.training.config import TrainConfig
 from tg_dfer.training.loop import fit
-
-DERIVED = ("embed_dim", "num_classes")  # ModelConfig fields the data fixes, not params.yaml
-
-
-@dataclass
-class TrainSettings:
-    folds: list[int]
-    device: str
-    model: ModelConfig  # train.model; embed_dim and num_classes are stand-ins until model_config
-    optim: TrainConfig
-
-
-def train_settings(params: dict[str, Any], path: str = DEFAULT_PARAMS) -> TrainSettings:
-    """The ``train`` section, checked (names, types, ranges, cross-field rules) before any work.
-
-    The model's embedding size and class count come from the features, read later: until then
-    they stand in as values that pass (heads divides an embedding of ``heads``).
-    """
-    values = section(params, "train", path)
-    model = checked_fields(ModelConfig, require(values, "model", dict, "train"), "train.model", DERIVED)
-    return TrainSettings(train_folds(params, path), require(values, "device", str, "train"),
-                         build(ModelConfig, {**model, "embed_dim": model["heads"], "num_classes": 1}, "train.model"),
-                         dataclass_settings(TrainConfig, require(values, "optim", dict, "train"), "train.optim"))
-
-
-def model_config(settings: TrainSettings, embed_dim: int, num_classes: int, where: str = "") -> ModelConfig:
-    """The ModelConfig of a run: train.model completed with what the data fixes."""
-    values = {**settings.model.to_dict(), "embed_dim": embed_dim, "num_classes": num_classes}
-    return build(ModelConfig, values, "train.model", f" (embed_dim {embed_dim} comes from {where})" if where else "")
 
 
 @click.command("train")

@@ -7,8 +7,9 @@ import time
 
 import click
 
-from pipeline.config import DEFAULT_PARAMS, load_params
-from pipeline.tools.ablations import build_tables, changed_overrides, override_arguments, table4_reading
+from pipeline.settings.params import DEFAULT_PARAMS, load_params
+from pipeline.settings.ablate import table4_stride
+from pipeline.tools.ablations import build_tables, changed_overrides, override_arguments
 from pipeline.tools.git_dvc import run_tool
 
 
@@ -49,7 +50,7 @@ def ablate(tables: tuple[str, ...], only: tuple[str, ...], start: bool, jobs: in
     """
     params = load_params(params_path)
     try:
-        grids = build_tables(table4_reading(params))
+        grids = build_tables(table4_stride(params))
     except ValueError as error:
         raise click.ClickException(f"params: ablate.table4_stride: {error}") from error
     settings = [setting for number in tables for setting in grids[int(number)].settings]

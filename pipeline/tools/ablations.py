@@ -7,8 +7,8 @@ re-run), Table 6 changes ``evaluate`` (only evaluate re-runs). The row that equa
 params (the paper's default: Table 3 e, Table 4 (1, 4), Table 5 h) is the baseline itself and is
 never queued again.
 
-Table 4's "Stride" column holds an X that the paper does not define; ``table4_reading`` picks how the
-column is read (docs/ablations.md):
+Table 4's "Stride" column holds an X that the paper does not define; ``ablate.table4_stride``
+(pipeline/settings/ablate.py) picks how the column is read (docs/ablations.md):
 
 * ``stride`` (default): the column is s of Eq. 3 and X means windows without overlap, s = w (Sec.
   3.2.1 defines s = w - o; "without stride" is o = 0). Row (1, 4) is then the default s = 1, w = 4.
@@ -123,14 +123,9 @@ def _table6() -> Table:
                  Plot(x=1, series=0))
 
 
-def build_tables(table4_reading: str = "stride") -> dict[int, Table]:
+def build_tables(table4_reading: str) -> dict[int, Table]:
     """Tables 3 to 6, each row a setting, in the paper's order."""
     return {table.number: table for table in (_table3(), _table4(table4_reading), _table5(), _table6())}
-
-
-def table4_reading(params: dict[str, Any]) -> str:
-    """``ablate.table4_stride`` of params.yaml (``stride`` when the section is absent)."""
-    return str((params.get("ablate") or {}).get("table4_stride", "stride"))
 
 
 # ------------------------------------------------------------------------------------ params

@@ -56,6 +56,7 @@ def bench(part: str, device: str, precision: str, embed_clips: int, frames: int,
     from pipeline.tools.measure_train import bench_train
     from tg_dfer.backbone import WeightsError
     from tg_dfer.devices import pick_device
+    from tg_dfer.io.atomic import write_text_atomic
 
     checks = {"--embed-clips": embed_clips, "--frames": frames, "--batch-size": batch_size, "--train-clips": train_clips,
               "--loop-clips": loop_clips, "--rounds": rounds, "--train-batch-size": train_batch_size, "--decode-clips": decode_clips,
@@ -92,7 +93,7 @@ def bench(part: str, device: str, precision: str, embed_clips: int, frames: int,
         click.echo(f"{name}: " + SUMMARIES[name](results[name]))
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(results, indent=1) + "\n")
+        write_text_atomic(json_path, json.dumps(results, indent=1) + "\n")
         click.echo(f"results -> {json_path}")
 
 

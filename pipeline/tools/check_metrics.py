@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from pipeline.config import DEFAULT_PARAMS, load_params
-from pipeline.paths import dataset_paths
+from pipeline.settings.dataset import dataset_paths
+from pipeline.settings.params import DEFAULT_PARAMS, load_params
 from pipeline.tools.git_dvc import run_tool
 from tg_dfer.compare import band_check, compare_numbers
 

@@ -13,7 +13,6 @@ lists are stated to hold), MAFW 9,172 (the 11-class single-expression set).
 from __future__ import annotations
 
 import configparser
-import dataclasses
 import importlib.metadata
 import json
 import platform
@@ -25,9 +24,14 @@ from typing import Any
 
 import click
 
-from pipeline.config import DEFAULT_PARAMS, clip_settings, dataclass_settings, load_params, section
-from pipeline.stages.faces import read_settings
-from pipeline.stages.train import train_settings
+from pipeline.paths import DEMO_BACKBONE, DEMO_VIDEOS, uses_demo_backbone
+from pipeline.settings.backbone import backbone_config
+from pipeline.settings.clip import backbone_spec
+from pipeline.settings.dataset import adapter, dataset_paths
+from pipeline.settings.embed import embed_config
+from pipeline.settings.faces import face_settings
+from pipeline.settings.params import DEFAULT_PARAMS, load_params
+from pipeline.settings.train import train_settings
 from tg_dfer import cpu_profile
 
 DATASETS = {"DFEW": 11_697, "FERV39k": 38_935, "MAFW": 9_172}
@@ -75,55 +79,72 @@ def cuda_state() -> dict[str, Any]:
 
 
 class Settings:
-    """What the report needs from the params file, or the library's defaults when it cannot be read."""
+    """What the report needs, read by the settings modules from the params file, or the library's
+    defaults when it cannot be read."""
 
     def __init__(self, params_path: str):
-        from tg_dfer.detectors import DetectorSettings
+        from tg_dfer.backbone import ARCHITECTURES, BackboneSpec
         from tg_dfer.embed.images import EmbedConfig
-        from tg_dfer.faces import CropPolicy
+        from tg_dfer.faces import FaceSettings
+        from tg_dfer.model import ModelConfig
 
         self.error = None
-        self.clip = {"name": "ViT-B/32", "checkpoint": None, "download": "auto"}
-        self.policy, self.detection, self.embed = CropPolicy(), DetectorSettings(), EmbedConfig()
-        self.text_tower = True  # the default model learns its context through the CLIP text tower
-        self.dataset = {"adapter": "demo", "root": "data/demo/videos"}
+        self.backbone, self.faces, self.embed = BackboneSpec(), FaceSettings(), EmbedConfig()
+        self.text_tower = ModelConfig().needs_text_encoder
+        self.adapter, self.root = "demo", DEMO_VIDEOS
+        self.embed_dim = None  # D of the features
         try:
             params = load_params(params_path)
-            self.dataset = section(params, "dataset", params_path)
-            self.clip = clip_settings(params)
-            self.policy, self.detection = read_settings(section(params, "faces", params_path))
-            self.embed = dataclass_settings(EmbedConfig, section(params, "embed", params_path), "embed")
-            model = train_settings(params, params_path).model
-            self.text_tower = model.needs_text_encoder
+            self.adapter, self.root = adapter(params, params_path), dataset_paths(params).root
+            self.backbone = backbone_spec(params, params_path)
+            self.faces = face_settings(params, params_path)
+            self.embed = embed_config(params, params_path)
+            self.text_tower = train_settings(params, params_path).model.needs_text_encoder
+            if self.demo_backbone:
+                self.embed_dim = backbone_config(params, params_path).embed_dim
         except click.ClickException as error:
             self.error = f"{error.message}; the library's defaults are assumed"
+        if self.embed_dim is None:
+            self.embed_dim = ARCHITECTURES.get(self.backbone.name, {}).get("embed_dim")
+
+    @property
+    def demo_backbone(self) -> bool:
+        """clip.checkpoint names the demo's own CLIP, which the backbone stage makes."""
+        return uses_demo_backbone(self.backbone.checkpoint)
 
 
 def weight_states(settings: Settings) -> list[dict[str, Any]]:
     """Every weight file a stage may read, with its state and which stages need it now."""
-    from tg_dfer.backbone import WeightsError, clip_weight_file
+    from tg_dfer.backbone import WeightsError, backbone_weight_file
     from tg_dfer.detectors import face_alignment_weights
+    from tg_dfer.hashes import sha256_file
     from tg_dfer.weights import file_state
 
     states = []
-    checkpoint = settings.clip["checkpoint"]
-    clip_users = ["embed", "text", "predict"] + (["train"] if settings.text_tower else [])
-    try:
-        file = clip_weight_file(settings.clip["name"])
-        if checkpoint and checkpoint != "random":  # a file named by the params is used as it is, never downloaded
-            file = dataclasses.replace(file, path=Path(checkpoint))
-        state = {**file_state(file), "needed_by": clip_users,
-                 "download": "never" if checkpoint and checkpoint != "random" else settings.clip["download"]}
-    except WeightsError as error:
-        state = {"name": f"CLIP weights for {settings.clip['name']}", "error": str(error), "needed_by": clip_users}
-    if checkpoint == "random":
-        state.update(needed_by=[], note="not used now: clip.checkpoint is random (seeded random weights, demo and "
-                                        "tests only)")
+    spec = settings.backbone
+    name = f"CLIP weights for {spec.name}"
+    backbone_users = ["embed", "text", "predict"] + (["train"] if settings.text_tower else [])
+    if spec.checkpoint == "random":
+        state = {"name": name, "needed_by": [],
+                 "note": "not used now: clip.checkpoint is random (seeded random weights, demo and tests only)"}
+    elif spec.checkpoint:  # a file named by the params is used as it is, never downloaded
+        path = Path(spec.checkpoint)
+        state = {"name": name, "path": str(path), "present": path.is_file(), "download": "never",
+                 "sha256": sha256_file(path) if path.is_file() else None, "needed_by": backbone_users}
+        if settings.demo_backbone:
+            state.update(made_by="the backbone stage", note=f"the demo's own CLIP: `dvc repro` makes {DEMO_BACKBONE}")
+    else:
+        try:
+            state = {**file_state(backbone_weight_file(spec.name)), "needed_by": backbone_users,
+                     "download": spec.download}
+        except WeightsError as error:
+            state = {"name": name, "error": str(error), "needed_by": backbone_users}
     states.append(state)
-    detector_users = ["faces"] if settings.detection.detector == "face_alignment" else []
+    detection = settings.faces.detection
+    detector_users = ["faces"] if detection.detector == "face_alignment" else []
     try:
         for file in face_alignment_weights().values():
-            states.append({**file_state(file), "needed_by": detector_users, "download": settings.detection.download})
+            states.append({**file_state(file), "needed_by": detector_users, "download": detection.download})
     except ImportError as error:
         states.append({"name": "face_alignment weights", "error": f"face_alignment is not installed ({error})",
                        "needed_by": detector_users})
@@ -139,11 +160,10 @@ def dvc_cache_copies(folder: Path) -> bool:
 
 
 def disk_state(settings: Settings, folder: Path) -> dict[str, Any]:
-    from tg_dfer.backbone import ARCHITECTURES
-
     free = shutil.disk_usage(folder).free
-    embed_dim = ARCHITECTURES.get(settings.clip["name"], {}).get("embed_dim")
-    faces_frames, frames, views = settings.policy.frames_per_clip, settings.embed.frames_per_clip, settings.embed.views
+    embed_dim = settings.embed_dim
+    faces_frames = settings.faces.policy.frames_per_clip
+    frames, views = settings.embed.frames_per_clip, settings.embed.views
     copies = 2 if dvc_cache_copies(folder) else 1
     datasets = {}
     for name, clips in DATASETS.items():
@@ -153,7 +173,7 @@ def disk_state(settings: Settings, folder: Path) -> dict[str, Any]:
         datasets[name] = {"clips": clips, "faces_h5_bytes": faces, "features_h5_bytes": features,
                           "needed_bytes": total * copies, "fits": total * copies <= free}
     return {"folder": str(folder.resolve()), "free_bytes": free, "faces_frames_per_clip": faces_frames,
-            "frames_per_clip": frames, "views": views, "embed_dim": embed_dim, "image_format": settings.policy.image_format,
+            "frames_per_clip": frames, "views": views, "embed_dim": embed_dim, "image_format": settings.faces.policy.image_format,
             "dvc_cache_copies": copies == 2, "datasets": datasets}
 
 
@@ -167,17 +187,16 @@ def stage_needs(report: dict[str, Any], settings: Settings) -> dict[str, list[st
                          "train": ["torch", "h5py"], "evaluate": ["torch", "h5py"], "qc": ["h5py"],
                          "predict": ["torch", "clip", "av", "opencv"]}.items():
         lacks[stage] += [f"package {name}" for name in names if packages[name] is None]
-    if settings.detection.detector == "face_alignment" and packages["face_alignment"] is None:
+    if settings.faces.detection.detector == "face_alignment" and packages["face_alignment"] is None:
         lacks["faces"].append("package face_alignment (faces.detector is face_alignment)")
-    root = Path(str(settings.dataset.get("root", "")))
-    if settings.dataset.get("adapter") != "demo" and not root.exists():  # the demo stage makes the demo's
-        lacks["prepare"].append(f"the dataset at dataset.root {root} (not found)")
+    if settings.adapter != "demo" and not settings.root.exists():  # the demo stage makes the demo's
+        lacks["prepare"].append(f"the dataset at dataset.root {settings.root} (not found)")
     if report["ffmpeg"]["binary"] is None:
         for stage in ("demo", "faces", "predict"):
             lacks[stage].append("an ffmpeg executable")
     for weights in report["weights"]:
         missing = weights.get("error") or not weights.get("present")
-        if missing and weights.get("download") != "auto":
+        if missing and weights.get("download") != "auto" and not weights.get("made_by"):
             for stage in weights["needed_by"]:
                 lacks[stage].append(f"{weights['name']} ({weights.get('path', weights.get('error'))})")
     return lacks
@@ -210,11 +229,17 @@ def _weights_line(state: dict[str, Any]) -> list[str]:
         users += f"; {state['note']}"
     if state.get("error"):
         return [f"  {state['name']}: {state['error']} (needed by {users})"]
+    if "present" not in state:  # random weights: no file
+        return [f"  {state['name']}: {state['note']}"]
     if state["present"]:
         published = state.get("is_published")
         verdict = ("" if published is None else ", the published file" if published
                    else f", NOT the published file ({state['published_sha256']})")
         lines = [f"  {state['name']}: {state['path']}, SHA-256 {state['sha256']}{verdict}"]
+    elif state.get("made_by"):
+        lines = [f"  {state['name']}: not made yet at {state['path']}; {state['made_by']} makes it"]
+    elif "url" not in state:
+        lines = [f"  {state['name']}: MISSING at {state['path']} (the file clip.checkpoint names)"]
     else:
         fetch = (f"fetched on first use from {state['url']} (download auto, if this machine reaches it)"
                  if state["download"] == "auto" else f"not downloaded (download never): copy it from {state['url']}")

@@ -26,8 +26,9 @@ import numpy as np
 import torch
 
 from tg_dfer import cpu_profile
-from tg_dfer.backbone import Backbone, encode_images, load_backbone, preprocess
+from tg_dfer.backbone import Backbone, BackboneSpec, encode_images, load_backbone, preprocess
 from tg_dfer.embed.images import JournalSink, embed_faces, write_entries
+from tg_dfer.io.atomic import atomic_path
 from tg_dfer.io.faces_h5 import FaceRecord, FacesFile, FacesWriter
 from tg_dfer.io.features_h5 import FeaturesWriter
 from tg_dfer.io.images import encode_image
@@ -180,7 +181,7 @@ def bench_embed(device: str = "cpu", clips: int = 64, frames: int = 16, batch_si
                 precision: str = "auto", repeats: int = 2, workers: int = 0, decoder: str = "auto",
                 compile: bool = False, loaded: Backbone | None = None) -> EmbedBench:
     """Images per second of the bare forward and of the whole embed path, on the same model and batch size."""
-    loaded = loaded or load_backbone("ViT-B/32", "random", device=device, precision=precision)
+    loaded = loaded or load_backbone(BackboneSpec("ViT-B/32", "random"), device=device, precision=precision)
     sync = synchroniser(device)
     S = loaded.input_resolution
     pixels = preprocess(torch.from_numpy(smooth_faces(batch_size, size, np.random.default_rng(1))).to(device), S)
@@ -260,9 +261,11 @@ def bench_decode(clips: int = 4, frames: int = 120, sampled: int = 16, width: in
         base = smooth_faces(1, max(width, height), rng)[0][:height, :width]
         video = np.stack([np.roll(base, 4 * t, axis=1) for t in range(frames)])
         paths = [Path(folder) / f"clip{i}.mp4" for i in range(clips)]
-        write_video(paths[0], video)
+        with atomic_path(paths[0]) as temporary:
+            write_video(temporary, video, container="mp4")
         for path in paths[1:]:
-            path.write_bytes(paths[0].read_bytes())
+            with atomic_path(path) as temporary:
+                temporary.write_bytes(paths[0].read_bytes())
         opened = [open_video(path) for path in paths]
         w, h = scaled_size(width, height, max_side)
         unique = np.unique(indices)

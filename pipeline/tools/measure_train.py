@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.tools.measure import best_time, current_rss_mib, elapsed, peak_rss_mib, reset_peak_rss, smooth_faces, synchroniser
-from tg_dfer.backbone import encode_images, load_backbone, preprocess
+from tg_dfer.backbone import BackboneSpec, encode_images, load_backbone, preprocess
 from tg_dfer.io.features_h5 import FeaturesWriter
 
 
@@ -200,7 +200,7 @@ def _epoch_in_own_process(path: str, storage: str, checkpointing: bool, device: 
     torch.set_num_threads(threads)
     if checkpointing:  # the memory-lean mode, as the train stage sets it
         release_freed_memory()
-    loaded = load_backbone("ViT-B/32", "random", device=device)
+    loaded = load_backbone(BackboneSpec("ViT-B/32", "random"), device=device)
     encoder = TextEncoder.from_clip(loaded.model).to(device)
     reset_peak_rss()
     before = current_rss_mib()
@@ -233,7 +233,7 @@ def bench_train(device: str = "cpu", clips: int = 9400, loop_clips: int = 8, fra
     from tg_dfer.training.bank import FeatureBank
     from tg_dfer.training.loop import train_model
 
-    loaded = load_backbone("ViT-B/32", "random", device=device)
+    loaded = load_backbone(BackboneSpec("ViT-B/32", "random"), device=device)
     encoder = TextEncoder.from_clip(loaded.model).to(device)
     names = [f"class{k}" for k in range(classes)]
     storage = "memory" if _bench_optim(batch_size).features_in_memory(device) else "file"

@@ -10,22 +10,26 @@ import os
 import re
 import sys
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import click
 import numpy as np
 from tqdm import tqdm
 
-from pipeline.config import DEFAULT_PARAMS, DOWNLOADS, clip_settings, load_params
-from pipeline.tools.export import zero_shot_payload
+from pipeline.model_files import zero_shot_payload
+from pipeline.settings.clip import backbone_spec
+from pipeline.settings.params import DEFAULT_PARAMS, load_params
 from tg_dfer import __version__
 from tg_dfer.backbone import Backbone, WeightsError, load_backbone
 from tg_dfer.detectors import DetectorError, make_detector
 from tg_dfer.devices import pick_device
+from tg_dfer.weights import DOWNLOADS
 from tg_dfer.inference.inputs import SkippedFile, collect_inputs
 from tg_dfer.inference.model_file import ModelFile, ModelFileError, load_model_file, model_in_memory
 from tg_dfer.inference.predictor import Predictor, faces_in_threads
 from tg_dfer.inference.records import VideoPrediction, decoded_crops, video_record
+from tg_dfer.io.atomic import atomic_path, write_text_atomic
 
 PREDICT_SCHEMA = "tg-dfer/predict/3"
 ZERO_SHOT_NOTE = "ZERO-SHOT: CLIP scores of the text prompts, no trained model"
@@ -52,7 +56,7 @@ def _frame_labels(video: VideoPrediction) -> list[str]:
 def _notes(model: ModelFile) -> str:
     """What a figure title says about the model beyond the prediction."""
     notes = [f"zero-shot, prompt set {model.zero_shot['prompt_set']}"] if model.zero_shot else []
-    notes += ["random CLIP weights: illustration only"] if model.clip["random_weights"] else []
+    notes += ["random CLIP weights: illustration only"] if model.backbone["random_weights"] else []
     notes += ["the demo's own backbone, trained on rendered faces"] if model.demo_weights else []
     return "".join(f"  [{note}]" for note in notes)
 
@@ -77,7 +81,7 @@ def _write_timeline(video: VideoPrediction, class_names: list[str], folder: Path
         rows.append([start, stop, f"{start / video.fps:.4f}", f"{stop / video.fps:.4f}", unit.status,
                      class_names[unit.pred] if unit.predicted else "",
                      *("" if np.isnan(p) else f"{p:.6f}" for p in values)])
-    with open(table, "w", newline="") as handle:
+    with atomic_path(table) as temporary, open(temporary, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["start_frame", "end_frame", "start_s", "end_s", "status", "prediction",
                          *(f"p_{name}" for name in class_names)])
@@ -113,10 +117,11 @@ def zero_shot_model(params_path: str, clip_checkpoint: str | None, device: str, 
                     ) -> tuple[ModelFile, Backbone]:
     """The zero-shot model of the params file (built in memory, as `export --zero-shot` writes it) and its CLIP."""
     params = load_params(params_path)
-    settings = clip_settings(params)
-    loaded = load_backbone(settings["name"], clip_checkpoint or settings["checkpoint"], device, settings["seed"],
-                           download=download, allow_demo_weights=settings["allow_demo_weights"])
-    payload = zero_shot_payload(params, params_path, loaded, settings["seed"])
+    spec = replace(backbone_spec(params, params_path), download=download)
+    if clip_checkpoint:
+        spec = replace(spec, checkpoint=clip_checkpoint)
+    loaded = load_backbone(spec, device)
+    payload = zero_shot_payload(params, params_path, loaded, spec.seed)
     name = f"zero-shot model of prompt set {payload['zero_shot']['prompt_set']} ({params_path}, built in memory)"
     return model_in_memory(payload, name), loaded
 
@@ -199,9 +204,7 @@ def predict(paths: tuple[str, ...], zero_shot: bool, params_path: str, out_path:
             model, loaded = zero_shot_model(params_path, clip_checkpoint, device, download)
         else:
             model = load_model_file(model_path)
-            checkpoint = clip_checkpoint or model.clip_checkpoint()
-            loaded = load_backbone(model.clip["model"], checkpoint, device, int(model.clip.get("seed", 0)),
-                                   download=download, allow_demo_weights=model.demo_weights)
+            loaded = load_backbone(model.backbone_spec(clip_checkpoint, download), device)
         predictor = Predictor(model, loaded, device, batch_size, with_face_only=not predict_faceless)
         # A missing detector model is fetched (or fails) before any clip is read.
         make_detector(model.detector, device, model.search, download)
@@ -209,7 +212,7 @@ def predict(paths: tuple[str, ...], zero_shot: bool, params_path: str, out_path:
         raise click.ClickException(str(error)) from error
     if model.zero_shot:
         click.echo(f"predict: {ZERO_SHOT_NOTE} (prompt set {model.zero_shot['prompt_set']})", err=True)
-    if model.clip["random_weights"]:
+    if model.backbone["random_weights"]:
         click.echo("predict: the model was made with RANDOM CLIP weights: predictions are for testing only", err=True)
     if model.demo_weights:
         click.echo("predict: the model was made on the demo's own backbone, trained on rendered faces: its predictions "
@@ -217,7 +220,7 @@ def predict(paths: tuple[str, ...], zero_shot: bool, params_path: str, out_path:
     items, skipped = collect_inputs(inputs)
     window = (sliding, hop or sliding / 2) if sliding else None
     found = faces_in_threads(items, lambda: make_detector(model.detector, device, model.search, download),
-                             model.policy, workers, float(model.payload["faces"].get("decode_timeout", 120)), window)
+                             model.policy, workers, model.faces.detection.decode_timeout, window)
     with tqdm(total=len(items), desc="predict", unit="clip", disable=not progress, file=sys.stderr) as bar:
         videos = predictor.run(found, progress=bar.update, keep_crops=figure_dir is not None)
 
@@ -252,8 +255,7 @@ def predict(paths: tuple[str, ...], zero_shot: bool, params_path: str, out_path:
     if out_path == "-":
         click.echo(text, nl=False)
     else:
-        Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(out_path).write_text(text)
+        write_text_atomic(out_path, text)
     summary = document["summary"]
     click.echo(f"predict: {summary['inputs']} inputs, {summary['predicted']} predicted ({summary['ok']} ok, "
                f"{summary['partial']} partial, {summary['no_face']} no face, {summary['failed']} failed)"

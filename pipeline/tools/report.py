@@ -8,9 +8,11 @@ from typing import Any, Iterable
 
 import click
 
-from pipeline.tools.ablations import Table, build_tables, table4_reading
+from pipeline.settings.ablate import table4_stride
+from pipeline.tools.ablations import Table, build_tables
 from pipeline.tools.experiments import Row, Run, collect_runs, fill_table
 from pipeline.tools.git_dvc import run_tool
+from tg_dfer.io.atomic import atomic_path, write_text_atomic
 from tg_dfer.paper import MethodResult, class_names, method, sota
 
 # Table 1's comparison rows, as the issue of record asks: TG-DFER, the CLIP-based and the MIL-based baselines.
@@ -166,7 +168,8 @@ def plot_table(table: Table, rows: list[Row], baseline: Run, path: str) -> None:
     axis.set_title(f"Table {table.number}: ours (solid) and the paper (dashed)", fontsize=9)
     axis.legend(frameon=False, fontsize=7)
     figure.tight_layout()
-    figure.savefig(path)
+    with atomic_path(path) as temporary:  # the temporary name has no suffix to infer the format from
+        figure.savefig(temporary, format=Path(path).suffix.lstrip(".") or plt.rcParams["savefig.format"])
     plt.close(figure)
 
 
@@ -203,7 +206,7 @@ def report(tables: tuple[str, ...], exp_json: str | None, out: str | None) -> No
         raise click.ClickException("no committed baseline with params found: commit the reproduced pipeline first")
     baseline, experiments = groups[0]
     try:
-        all_tables = build_tables(table4_reading(baseline.params))
+        all_tables = build_tables(table4_stride(baseline.params))
     except ValueError as error:
         raise click.ClickException(f"params: ablate.table4_stride: {error}") from error
     chosen = [all_tables[int(number)] for number in tables] if tables else list(all_tables.values())
@@ -216,7 +219,7 @@ def report(tables: tuple[str, ...], exp_json: str | None, out: str | None) -> No
         plot_table(table, filled[table.number], baseline, str(figure))
         figures[table.number] = figure.name
     text = render_markdown(chosen, filled, baseline, figures, comparison_tables(baseline))
-    (folder / "ablations.md").write_text(text + "\n")
+    write_text_atomic(folder / "ablations.md", text + "\n")
     done = sum(row.metrics is not None for rows in filled.values() for row in rows)
     total = sum(len(rows) for rows in filled.values())
     click.echo(f"report: {done} of {total} ablation rows have results -> {folder / 'ablations.md'}")

@@ -20,7 +20,7 @@ import torch
 import yaml
 from PIL import Image
 
-from tg_dfer.backbone import load_backbone
+from tg_dfer.backbone import BackboneSpec, load_backbone
 from tg_dfer.detectors import HaarSearch
 from tg_dfer.evaluate import predict_fold
 from tg_dfer.inference.inputs import collect_inputs
@@ -75,7 +75,7 @@ def test_export_round_trip_holds_everything_inference_needs(project):
     assert model.payload["format"] == MODEL_FORMAT
     assert [m["fold"] for m in model.payload["members"]] == [1, 2] and [m["fold"] for m in single.payload["members"]] == [1]
     assert model.class_names == features.class_names
-    assert model.clip["sha256"] == features.attrs["checkpoint_sha256"] and not model.clip["random_weights"]
+    assert model.backbone["sha256"] == features.attrs["checkpoint_sha256"] and not model.backbone["random_weights"]
     assert model.detector == "opencv" and model.policy.frames_per_clip == 6 and model.frames_per_clip == 4
     assert model.search == HaarSearch()  # the opencv passes of training (params faces.opencv)
     member = model.payload["members"][0]
@@ -84,7 +84,7 @@ def test_export_round_trip_holds_everything_inference_needs(project):
     checkpoint = load_checkpoint(project / "models/demo/fold1/model.pt")
     rows = np.arange(len(features.clip_id))
     reference = predict_fold(checkpoint, features, rows, 1)
-    loaded = load_backbone("ViT-B/32", project / "tiny-clip.pt")
+    loaded = load_backbone(BackboneSpec("ViT-B/32", project / "tiny-clip.pt"))
     probs, influence, _ = Predictor(single, loaded).classify(features.features[:, 0], features.num_frames)
     assert np.allclose(probs, reference.probs, atol=1e-5)
     assert np.allclose(influence, reference.influence, atol=1e-4, equal_nan=True)

@@ -12,7 +12,7 @@ import yaml
 from click.testing import CliRunner
 
 from pipeline.cli import main
-from pipeline.stages.train import model_config, train_settings
+from pipeline.settings.train import model_config, train_settings
 from pipeline.tools.ablations import apply_overrides, build_tables, changed_overrides, override_arguments
 from pipeline.tools.experiments import collect_runs, fill_table
 from pipeline.tools.report import comparison_tables, render_markdown
@@ -24,7 +24,7 @@ from helpers import REPO
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 SHARED_TABLES = REPO.parent / "shared" / "paper" / "tables.json"
-TABLES = build_tables()
+TABLES = build_tables("stride")
 
 
 @pytest.mark.skipif(not SHARED_TABLES.is_file(), reason="../shared/paper/tables.json is not beside the repository")

@@ -4,6 +4,7 @@ import torch
 from PIL import Image
 
 from tg_dfer.backbone import (
+    BackboneSpec,
     WeightsError,
     default_checkpoint,
     encode_images,
@@ -48,7 +49,7 @@ def test_random_clip_is_the_real_vit_b32_and_seeded():
 
 
 def test_load_clip_random_records_it_and_freezes_weights():
-    loaded = load_backbone("ViT-B/32", "random", seed=0)
+    loaded = load_backbone(BackboneSpec("ViT-B/32", "random", seed=0))
     assert loaded.random_weights and loaded.source == "random(seed=0)"
     assert loaded.attrs()["embed_dim"] == 512
     assert not any(p.requires_grad for p in loaded.model.parameters())
@@ -57,13 +58,13 @@ def test_load_clip_random_records_it_and_freezes_weights():
 def test_missing_weights_error_names_the_file_and_where_to_put_it(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     with pytest.raises(WeightsError) as error:
-        load_backbone("ViT-B/32", None)
+        load_backbone(BackboneSpec("ViT-B/32", None))
     message = str(error.value)
     assert str(tmp_path / ".cache" / "clip" / "ViT-B-32.pt") in message and "download is 'never'" in message
     assert __import__("clip").clip._MODELS["ViT-B/32"] in message  # where the file is published
     assert default_checkpoint("ViT-B/32").name == "ViT-B-32.pt"
     with pytest.raises(WeightsError, match="not found"):
-        load_backbone("ViT-B/32", tmp_path / "nowhere.pt")
+        load_backbone(BackboneSpec("ViT-B/32", tmp_path / "nowhere.pt"))
 
 
 def test_load_from_state_dict_file_and_torchscript_archive(tmp_path, tiny_clip_model):
@@ -74,9 +75,9 @@ def test_load_from_state_dict_file_and_torchscript_archive(tmp_path, tiny_clip_m
     example = (torch.zeros(1, 3, 32, 32), __import__("clip").tokenize(["a face"]))
     torch.jit.save(torch.jit.trace(tiny_clip_model, example, check_trace=False), str(scripted_path))
     tokens_text = ["an expression of happiness.", "an expression of anger."]
-    expected = encode_texts(load_backbone("ViT-B/32", "random"), tokens_text)  # just for the shape check below
+    expected = encode_texts(load_backbone(BackboneSpec("ViT-B/32", "random")), tokens_text)  # just for the shape check below
     for path in (state_path, scripted_path):
-        loaded = load_backbone("tiny", path)
+        loaded = load_backbone(BackboneSpec("tiny", path))
         assert not loaded.random_weights and len(loaded.sha256) == 64
         texts = encode_texts(loaded, tokens_text)
         assert texts.shape == (2, 32) and np.allclose(np.linalg.norm(texts, axis=1), 1, atol=1e-5)
@@ -91,15 +92,15 @@ def test_foreign_file_is_refused(tmp_path):
     path = tmp_path / "weights.pt"
     torch.save({"something": torch.zeros(2)}, path)
     with pytest.raises(WeightsError, match="no CLIP weights"):
-        load_backbone("ViT-B/32", path)
+        load_backbone(BackboneSpec("ViT-B/32", path))
     path.write_bytes(b"garbage")
     with pytest.raises(WeightsError, match="not a CLIP checkpoint"):
-        load_backbone("ViT-B/32", path)
+        load_backbone(BackboneSpec("ViT-B/32", path))
 
 
 def test_encode_images_is_normalised_and_batch_independent(tiny_clip_model, tmp_path):
     torch.save(tiny_clip_model.state_dict(), tmp_path / "tiny.pt")
-    loaded = load_backbone("tiny", tmp_path / "tiny.pt")
+    loaded = load_backbone(BackboneSpec("tiny", tmp_path / "tiny.pt"))
     pixels = preprocess(torch.randint(0, 256, (4, 40, 40, 3), dtype=torch.uint8), size=32)
     together = encode_images(loaded, pixels)
     alone = torch.cat([encode_images(loaded, pixels[i:i + 1]) for i in range(4)])

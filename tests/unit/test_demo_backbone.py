@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from helpers.projects import tiny_params
 from pipeline.cli import main
 from pipeline.stages.backbone import CHECKPOINT, UNUSED, UNUSED_TEXT
-from tg_dfer.backbone import WeightsError, encode_texts, load_backbone
+from tg_dfer.backbone import BackboneSpec, WeightsError, encode_texts, load_backbone
 from tg_dfer.demo.captions import caption, face_phrases
 from tg_dfer.demo.clips import DEMO_CLASSES
 from tg_dfer.demo.face import EXPRESSIONS, FaceParams
@@ -167,15 +167,15 @@ def test_training_is_deterministic_and_the_checkpoint_loads_as_demo_weights(tiny
     assert sha256_file(first) == sha256_file(second)
     assert len(history) == config.epochs and np.isfinite(history[0]["loss"])
     with pytest.raises(WeightsError, match="demo's own backbone"):
-        load_backbone("demo", first)  # refused unless the caller allows demo weights
-    loaded = load_backbone("demo", first, allow_demo_weights=True)
+        load_backbone(BackboneSpec("demo", first))  # refused unless the caller allows demo weights
+    loaded = load_backbone(BackboneSpec("demo", first, allow_demo_weights=True))
     assert loaded.demo_weights and not loaded.random_weights
     attrs = loaded.attrs()
     assert attrs["demo_weights"] is True and attrs["embed_dim"] == 16
     assert attrs["checkpoint_sha256"] == sha256_file(first)
     texts = DFEW.class_prompts
     assert np.allclose(encode_texts(loaded, texts), embed_texts(model, texts), atol=1e-5)
-    assert not load_backbone("ViT-B/32", "random").demo_weights
+    assert not load_backbone(BackboneSpec("ViT-B/32", "random")).demo_weights
 
 
 def _text_tower(model) -> dict[str, torch.Tensor]:
@@ -250,7 +250,7 @@ def test_stage_trains_and_replaces_the_marker_when_the_demo_uses_it(tmp_path, mo
     result = CliRunner().invoke(main, ["backbone"])
     assert result.exit_code == 0, result.output
     assert not (tmp_path / UNUSED).exists()
-    assert load_backbone("demo", tmp_path / CHECKPOINT, allow_demo_weights=True).demo_weights
+    assert load_backbone(BackboneSpec("demo", tmp_path / CHECKPOINT, allow_demo_weights=True)).demo_weights
     metrics = yaml.safe_load((tmp_path / "metrics/demo/backbone.json").read_text())
     assert metrics["trained"] and len(metrics["history"]) == TINY["epochs"]
     assert "seconds" not in str(metrics)  # wall times go to the log, outside git

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from pipeline.cli import main
 
+from helpers import REPO
 from helpers.projects import tiny_params
 
 STAGES = ["demo", "prepare", "faces", "embed", "qc", "text", "train", "evaluate", "predict"]
@@ -116,3 +117,33 @@ def test_doctor_names_the_gpus_where_cuda_is(machine, monkeypatch):
     cuda = json.loads(doctor("--json").stdout)["cuda"]
     assert cuda["available"] and cuda["devices"] == [{"name": "NVIDIA H200", "memory_gb": 150.0}] * 2
     assert "NVIDIA H200 (150.0 GB), NVIDIA H200 (150.0 GB)" in doctor().stdout
+
+
+def test_doctor_tells_the_truth_on_the_demo_s_own_params(machine):
+    """The committed params: the demo's own CLIP (clip.model demo) is the file the backbone stage makes,
+    so no stage lacks it, and its 64-d features size the caches."""
+    (machine / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    report = json.loads(doctor("--json").stdout)
+    assert report["params"]["error"] is None
+    backbone = report["weights"][0]
+    assert backbone["name"] == "CLIP weights for demo" and backbone["path"] == "data/backbone/clip.pt"
+    assert backbone["made_by"] == "the backbone stage" and not backbone["present"]
+    assert set(backbone["needed_by"]) == {"embed", "text", "train", "predict"}
+    assert all(stage == [] for name, stage in report["stages"].items() if name != "predict"), report["stages"]
+    demo = yaml.safe_load((REPO / "params.yaml").read_text())["backbone"]
+    disk = report["disk"]
+    assert disk["embed_dim"] == demo["embed_dim"] == 64
+    dfew = disk["datasets"]["DFEW"]
+    assert dfew["features_h5_bytes"] == 11_697 * disk["views"] * disk["frames_per_clip"] * 64 * 2
+    text = doctor().stdout
+    assert "unknown CLIP model" not in text and "features.h5 ?" not in text
+    assert "not made yet at data/backbone/clip.pt; the backbone stage makes it" in text
+
+
+def test_doctor_on_a_real_dataset_names_its_missing_root_and_weights(machine):
+    write_params(machine, **{"dataset.adapter": "dfew", "dataset.name": "dfew", "dataset.root": "data/DFEW",
+                             "clip.checkpoint": "", "clip.download": "never"})
+    report = json.loads(doctor("--json").stdout)
+    assert report["params"]["error"] is None and report["disk"]["embed_dim"] == 512
+    assert report["stages"]["prepare"] == ["the dataset at dataset.root data/DFEW (not found)"]
+    assert any("CLIP weights for ViT-B/32" in lack for lack in report["stages"]["embed"])

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pipeline.tools.measure import smooth_faces
-from tg_dfer.backbone import Backbone, encode_images, load_backbone, preprocess
+from tg_dfer.backbone import Backbone, BackboneSpec, encode_images, load_backbone, preprocess
 from tg_dfer.embed.images import embed_faces, view_frames
 from tg_dfer.io.faces_h5 import FaceRecord, FacesFile, FacesWriter
 from tg_dfer.io.features_h5 import FeaturesWriter, read_features
@@ -90,7 +90,7 @@ def test_bf16_weights_stay_close_to_fp32(tmp_path, tiny_clip_model, one_thread):
     ids = write_faces(tmp_path / "faces.h5", [40, 40])
     results = {}
     for precision in ("fp32", "bf16"):
-        loaded = load_backbone("tiny", tmp_path / "tiny.pt", precision=precision)
+        loaded = load_backbone(BackboneSpec("tiny", tmp_path / "tiny.pt"), precision=precision)
         assert loaded.model.dtype == {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
         results[precision] = run_embed(tmp_path, loaded, tmp_path / "faces.h5", ids, 4, 1, f"{precision}.h5")[1]
     fp32, bf16 = (results[p].features.astype(np.float32).reshape(-1, 32) for p in ("fp32", "bf16"))
@@ -98,7 +98,7 @@ def test_bf16_weights_stay_close_to_fp32(tmp_path, tiny_clip_model, one_thread):
 
 
 def test_fast_path_on_the_real_vit_b32_architecture(tmp_path, one_thread):
-    loaded = load_backbone("ViT-B/32", "random", seed=0)
+    loaded = load_backbone(BackboneSpec("ViT-B/32", "random", seed=0))
     ids = write_faces(tmp_path / "faces.h5", [224, 224], frames=2)
     _, cache = run_embed(tmp_path, loaded, tmp_path / "faces.h5", ids, frames=2, views=1, batch_size=3)
     expected = reference(loaded, tmp_path / "faces.h5", [0, 1], 2, 1)

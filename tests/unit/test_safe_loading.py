@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tg_dfer.backbone import WeightsError, load_backbone
+from tg_dfer.backbone import BackboneSpec, WeightsError, load_backbone
 from tg_dfer.training.checkpoint import CheckpointError, load_checkpoint
 
 
@@ -34,7 +34,7 @@ def test_the_trap_runs_code_when_loaded_unsafely(booby_trap):
 def test_clip_weights_with_code_are_refused(booby_trap):
     path, marker = booby_trap
     with pytest.raises(WeightsError, match="weights.pt: not a CLIP checkpoint"):
-        load_backbone("ViT-B/32", path)
+        load_backbone(BackboneSpec("ViT-B/32", path))
     assert not marker.exists()
 
 

@@ -17,11 +17,10 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-from pipeline import config
 from pipeline.cli import main
-from pipeline.stages.faces import read_settings
-from tg_dfer import weights
-from tg_dfer.backbone import WeightsError, encode_texts, load_backbone
+from pipeline.settings.clip import backbone_spec
+from pipeline.settings.faces import faces_section
+from tg_dfer.backbone import BackboneSpec, WeightsError, encode_texts, load_backbone
 from tg_dfer.detectors import DetectorError, face_alignment_weights, make_detector
 from tg_dfer.weights import ensure_file
 
@@ -88,7 +87,7 @@ TEXTS = ["an expression of happiness.", "an expression of anger."]
 def test_a_missing_cache_file_is_fetched_verified_and_used(server, clip_cache):
     body, sha = tiny_clip_file()
     url = server.add(f"/{sha}/ViT-B-32.pt", body)
-    loaded = load_backbone("ViT-B/32", None, download="auto", url=url)
+    loaded = load_backbone(BackboneSpec("ViT-B/32", None, download="auto"), url=url)
     path = clip_cache / "ViT-B-32.pt"
     assert left_in(clip_cache) == ["ViT-B-32.pt"] and path.read_bytes() == body  # no .partial left
     assert loaded.sha256 == sha and loaded.source == str(path) and not loaded.random_weights
@@ -98,7 +97,7 @@ def test_a_missing_cache_file_is_fetched_verified_and_used(server, clip_cache):
             __import__("clip").tokenize(TEXTS)).float(), dim=-1).numpy()
     assert np.allclose(encode_texts(loaded, TEXTS), reference, atol=1e-5)
     # Once in place the file is used as it is: no second request.
-    assert load_backbone("ViT-B/32", None, download="auto", url=url).sha256 == sha
+    assert load_backbone(BackboneSpec("ViT-B/32", None, download="auto"), url=url).sha256 == sha
     assert server.requests == [f"/{sha}/ViT-B-32.pt"]
 
 
@@ -107,7 +106,7 @@ def test_a_corrupted_download_is_refused_and_deleted(server, clip_cache):
     corrupted = body[:1000] + bytes([body[1000] ^ 0xFF]) + body[1001:]
     url = server.add(f"/{sha}/ViT-B-32.pt", corrupted)
     with pytest.raises(WeightsError) as error:
-        load_backbone("ViT-B/32", None, download="auto", url=url)
+        load_backbone(BackboneSpec("ViT-B/32", None, download="auto"), url=url)
     message = str(error.value)
     assert url in message and sha in message and hashlib.sha256(corrupted).hexdigest() in message
     assert "deleted" in message and left_in(clip_cache) == []
@@ -117,7 +116,7 @@ def test_a_download_cut_short_is_refused_and_leaves_nothing(server, clip_cache):
     body, sha = tiny_clip_file()
     url = server.add(f"/{sha}/ViT-B-32.pt", body[: len(body) // 2], announced=len(body))
     with pytest.raises(WeightsError) as error:
-        load_backbone("ViT-B/32", None, download="auto", url=url)
+        load_backbone(BackboneSpec("ViT-B/32", None, download="auto"), url=url)
     message = str(error.value)
     assert url in message and f"stopped after {len(body) // 2} of {len(body)} bytes" in message
     assert left_in(clip_cache) == []
@@ -127,7 +126,7 @@ def test_never_fetches_and_says_where_the_file_goes(server, clip_cache):
     body, sha = tiny_clip_file()
     url = server.add(f"/{sha}/ViT-B-32.pt", body)
     with pytest.raises(WeightsError) as error:
-        load_backbone("ViT-B/32", None, download="never", url=url)
+        load_backbone(BackboneSpec("ViT-B/32", None, download="never"), url=url)
     message = str(error.value)
     assert str(clip_cache / "ViT-B-32.pt") in message and url in message and "download is 'never'" in message
     assert server.requests == [] and left_in(clip_cache) == []
@@ -135,7 +134,7 @@ def test_never_fetches_and_says_where_the_file_goes(server, clip_cache):
 
 def test_offline_auto_ends_in_the_error_naming_file_address_and_cause(offline, clip_cache):
     with pytest.raises(WeightsError) as error:
-        load_backbone("ViT-B/32", None, download="auto")
+        load_backbone(BackboneSpec("ViT-B/32", None, download="auto"))
     message = str(error.value)
     assert str(clip_cache / "ViT-B-32.pt") in message and OFFICIAL in message
     assert "Temporary failure in name resolution" in message and left_in(clip_cache) == []
@@ -144,12 +143,12 @@ def test_offline_auto_ends_in_the_error_naming_file_address_and_cause(offline, c
 def test_a_missing_address_is_an_http_error_and_a_given_path_is_never_fetched(server, clip_cache, tmp_path):
     url = server.add("/" + "0" * 64 + "/ViT-B-32.pt", b"never asked for")
     with pytest.raises(WeightsError, match="HTTP 404"):
-        load_backbone("ViT-B/32", None, download="auto", url=url.replace("0" * 64, "1" * 64))
+        load_backbone(BackboneSpec("ViT-B/32", None, download="auto"), url=url.replace("0" * 64, "1" * 64))
     with pytest.raises(WeightsError, match="nowhere.pt"):
-        load_backbone("ViT-B/32", tmp_path / "nowhere.pt", download="auto", url=url)
+        load_backbone(BackboneSpec("ViT-B/32", tmp_path / "nowhere.pt", download="auto"), url=url)
     assert server.requests == ["/" + "1" * 64 + "/ViT-B-32.pt"] and left_in(clip_cache) == []
     with pytest.raises(WeightsError, match="no SHA-256 in the address"):
-        load_backbone("ViT-B/32", None, download="auto", url=server.base + "/models/ViT-B-32.pt")
+        load_backbone(BackboneSpec("ViT-B/32", None, download="auto"), url=server.base + "/models/ViT-B-32.pt")
 
 
 @pytest.fixture
@@ -217,11 +216,10 @@ def test_the_text_stage_fetches_the_cache_file_on_first_use(server, clip_cache, 
 
 
 def test_download_settings_are_checked_as_params():
-    assert config.DOWNLOADS == weights.DOWNLOADS
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     assert params["clip"]["download"] == "auto" and params["faces"]["download"] == "auto"
     with pytest.raises(click.ClickException, match="params: clip.download must be one of auto, never"):
-        config.clip_settings({**params, "clip": {**params["clip"], "download": "sometimes"}})
+        backbone_spec({**params, "clip": {**params["clip"], "download": "sometimes"}})
     with pytest.raises(click.ClickException, match="params: faces.download must be one of auto, never"):
-        read_settings({**params["faces"], "download": "sometimes"})
-    assert read_settings({**params["faces"], "download": "never"})[1].download == "never"
+        faces_section({**params["faces"], "download": "sometimes"})
+    assert faces_section({**params["faces"], "download": "never"}).detection.download == "never"

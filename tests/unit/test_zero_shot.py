@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tg_dfer.backbone import Backbone
-from tg_dfer.faces import CropPolicy
+from tg_dfer.faces import CropPolicy, FaceSettings
 from tg_dfer.inference.model_file import MODEL_FORMAT, load_model_file, model_in_memory
 from tg_dfer.inference.predictor import Predictor
 from tg_dfer.inference.zero_shot import zero_shot_model_file
@@ -36,11 +36,11 @@ def texts(seed: int = 0) -> TextCache:
                             "clip_source": "random(seed=0)", "prompt_set": "toy", "prompt_source": "a test"})
 
 
-FACES = {**CropPolicy(frames_per_clip=F).__dict__, "detector": "opencv", "decode_timeout": 120.0}
+FACES = FaceSettings(CropPolicy(frames_per_clip=F))
 
 
 def payload(config: ModelConfig, cache: TextCache | None = None) -> dict:
-    return zero_shot_model_file(cache or texts(), config, FACES, F, clip_seed=0, provenance={"test": True})
+    return zero_shot_model_file(cache or texts(), config, FACES, F, backbone_seed=0, provenance={"test": True})
 
 
 def test_frame_scores_are_clip_s_zero_shot_scores_and_pooled_as_configured():
@@ -80,13 +80,16 @@ def test_a_zero_shot_model_file_says_so_and_reads_back(tmp_path):
     assert description["zero_shot"] and description["prompt_set"] == "toy"
     assert description["folds"] == [] and description["weights"] == "zero-shot"
     assert description["random_clip_weights"] and description["clip_sha256"] == SHA
-    assert model.clip_checkpoint() == "random" and model.detector == "opencv" and model.frames_per_clip == F
+    assert model.backbone_spec().checkpoint == "random" and model.detector == "opencv" and model.frames_per_clip == F
 
 
 def test_model_files_of_version_1_are_read_as_trained_models(tmp_path):
     content = payload(ModelConfig(embed_dim=D, num_classes=C, num_frames=F, window=4, heads=2))
     content["members"][0].update(fold=3, weights="best")
-    old = {key: value for key, value in content.items() if key != "zero_shot"}
+    # version 1 had no zero_shot entry and, like version 2, called the backbone record "clip"
+    old = {("clip" if key == "backbone" else key): value for key, value in content.items() if key != "zero_shot"}
     save_payload(tmp_path / "old.pt", {**old, "format": "tg-dfer/model/1"})
-    description = load_model_file(tmp_path / "old.pt").describe()
+    model = load_model_file(tmp_path / "old.pt")
+    assert model.backbone["sha256"] == SHA and model.backbone_spec().checkpoint == "random"
+    description = model.describe()
     assert not description["zero_shot"] and description["prompt_set"] is None and description["folds"] == [3]

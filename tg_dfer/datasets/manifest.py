@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Sequence
 
+from tg_dfer.io.atomic import atomic_path, write_text_atomic
+
 COLUMNS = ("clip_id", "path", "label", "test_fold")
 REPORT_SCHEMA = "tg-dfer/prepare-report/1"
 
@@ -84,12 +86,13 @@ def write_manifest(folder: str | Path, rows: Iterable[ManifestRow], class_names:
     manifest = Manifest(rows=list(rows), class_names=list(class_names))
     validate(manifest, str(folder / "manifest.csv"))
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "manifest.csv", "w", newline="", encoding="utf-8") as handle:
+    with atomic_path(folder / "manifest.csv") as temporary, \
+            open(temporary, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(COLUMNS)
         for row in manifest.rows:
             writer.writerow((row.clip_id, row.path, row.label, row.test_fold))
-    (folder / "classes.json").write_text(json.dumps(manifest.class_names, indent=1) + "\n", encoding="utf-8")
+    write_text_atomic(folder / "classes.json", json.dumps(manifest.class_names, indent=1) + "\n")
     return manifest
 
 
@@ -109,7 +112,7 @@ def write_report(path: str | Path, adapter: str, root: str | Path, manifest: Man
         "missing_by_test_fold": dict(sorted(missing_by_fold.items(), key=lambda item: int(item[0]))),
         "missing_clips": [asdict(clip) for clip in manifest.missing],
     }
-    Path(path).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    write_text_atomic(path, json.dumps(report, indent=1) + "\n")
     return report
 
 

@@ -123,7 +123,7 @@ def generate_demo(out_dir: str | Path, config: DemoConfig, progress: bool = True
     for stale in [*out_dir.glob("*.mp4"), *out_dir.glob("*.partial")]:  # and what a killed run left
         if stale.name not in keep:
             stale.unlink()
-    with open(out_dir / "labels.csv", "w", newline="", encoding="utf-8") as handle:
+    with atomic_path(out_dir / "labels.csv") as temporary, open(temporary, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=["clip_id", "file", "label", "test_fold", "apex_frames"])
         writer.writeheader()
         writer.writerows(rows)

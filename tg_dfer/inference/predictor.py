@@ -18,7 +18,7 @@ from tg_dfer.backbone import Backbone
 from tg_dfer.embed.images import ClipCrops, clip_crops, encode_clips
 from tg_dfer.faces import CropPolicy, crop_clip, guarded
 from tg_dfer.inference.inputs import InputItem
-from tg_dfer.inference.model_file import ModelFile, check_clip
+from tg_dfer.inference.model_file import ModelFile, check_backbone
 from tg_dfer.inference.records import UnitPrediction, VideoPrediction
 from tg_dfer.inference.windows import crop_windows, window_bounds
 from tg_dfer.io.faces_h5 import FaceRecord
@@ -94,7 +94,7 @@ class Predictor:
 
     def __init__(self, model: ModelFile, loaded: Backbone, device: str = "cpu", batch_size: int = 256,
                  with_face_only: bool = True):
-        check_clip(model, loaded)
+        check_backbone(model, loaded)
         self.model = model
         self.loaded = loaded
         self.device = device

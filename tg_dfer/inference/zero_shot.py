@@ -23,7 +23,8 @@ from typing import Any
 
 import torch
 
-from tg_dfer.inference.model_file import model_payload
+from tg_dfer.faces import FaceSettings
+from tg_dfer.inference.model_file import backbone_record, model_payload
 from tg_dfer.io.text_h5 import TextCache
 from tg_dfer.model import ModelConfig, build_model
 from tg_dfer.model.temporal import Encoder
@@ -37,17 +38,13 @@ def zero_shot_config(config: ModelConfig, embed_dim: int, num_classes: int) -> M
                    class_specific_context=False, visual_prompt="add")
 
 
-def zero_shot_model_file(texts: TextCache, config: ModelConfig, faces: dict[str, Any], frames_per_clip: int,
-                         clip_seed: int = 0, provenance: dict[str, Any] | None = None) -> dict[str, Any]:
+def zero_shot_model_file(texts: TextCache, config: ModelConfig, faces: FaceSettings, frames_per_clip: int,
+                         backbone_seed: int = 0, provenance: dict[str, Any] | None = None) -> dict[str, Any]:
     """The content of a zero-shot model file over ``texts``, the text embeddings of a prompt set
     (:func:`tg_dfer.embed.text.build_text_cache`), whose attributes name the CLIP weights that made
-    them (``clip_seed``: the seed of random ones); ``faces`` and ``frames_per_clip`` as in
+    them (``backbone_seed``: the seed of random ones); ``faces`` and ``frames_per_clip`` as in
     :func:`tg_dfer.inference.model_file.build_model_file`."""
     attrs = texts.attrs
-    clip = {"model": str(attrs["clip_model"]), "sha256": str(attrs["checkpoint_sha256"]),
-            "random_weights": bool(attrs["random_weights"]), "demo_weights": bool(attrs.get("demo_weights", False)),
-            "source": str(attrs.get("clip_source", "")),
-            "seed": int(clip_seed)}
     embed_dim = int(texts.class_embeddings.shape[1])
     config = zero_shot_config(config, embed_dim, len(texts.class_names))
     model = build_model(config, texts.class_names, texts.class_prompts, texts.descriptor_prompts,
@@ -64,4 +61,5 @@ def zero_shot_model_file(texts: TextCache, config: ModelConfig, faces: dict[str,
               "state": model.learned_state_dict()}
     zero_shot = {"prompt_set": str(attrs.get("prompt_set", "")), "prompt_source": str(attrs.get("prompt_source", "")),
                  "class_prompts": list(texts.class_prompts)}
-    return model_payload(texts.class_names, clip, faces, frames_per_clip, [member], provenance, zero_shot)
+    return model_payload(texts.class_names, backbone_record(attrs, backbone_seed), faces, frames_per_clip, [member],
+                         provenance, zero_shot)

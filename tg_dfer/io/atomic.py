@@ -1,5 +1,6 @@
 """Writing files so that a reader never sees a half-written one: under a temporary name beside the
-target, renamed into place only when complete. Every writer of the project goes through here."""
+target, renamed into place only when complete. Every writer of the project goes through here: a
+house test (tests/unit/test_house.py) finds any other write in tg_dfer/ and pipeline/."""
 
 from __future__ import annotations
 

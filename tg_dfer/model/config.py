@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 TEXT_PROMPTS = ("class", "descriptors")
@@ -15,12 +15,13 @@ class ModelConfig:
     """Architecture of :class:`tg_dfer.model.TGDFER`; the defaults are the paper's best setting.
 
     ``embed_dim`` and ``num_classes`` come from the data (the feature cache and the class list),
-    everything else from params.yaml. A checkpoint stores the whole config, so it alone rebuilds
-    the network.
+    everything else from params.yaml: a config read before the data is known leaves them None, and
+    :meth:`for_data` completes it. A checkpoint stores the whole config, so it alone rebuilds the
+    network.
     """
 
-    embed_dim: int = 512  # D: CLIP embedding size (512 for ViT-B/32)
-    num_classes: int = 7  # C
+    embed_dim: int | None = 512  # D: CLIP embedding size (512 for ViT-B/32); None until the data fixes it
+    num_classes: int | None = 7  # C; None until the data fixes it
     num_frames: int = 16  # T: frames the model sees per clip (segment sampling of the cached frames)
 
     # Multi-grained temporal network (Sec. 3.2, Eqs. 2-5). Depth 0 removes a branch entirely.
@@ -59,8 +60,8 @@ class ModelConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first field whose value is out of range."""
-        positive = ("embed_dim", "num_classes", "num_frames", "window", "stride", "heads")
-        for name in positive:
+        fixed_by_data = [name for name in ("embed_dim", "num_classes") if getattr(self, name) is not None]
+        for name in (*fixed_by_data, "num_frames", "window", "stride", "heads"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
@@ -75,7 +76,7 @@ class ModelConfig:
             raise ValueError(f"window ({self.window}) must not exceed num_frames ({self.num_frames})")
         if self.stride > self.window:
             raise ValueError(f"stride ({self.stride}) must not exceed window ({self.window}): frames would be skipped")
-        if self.embed_dim % self.heads:
+        if self.embed_dim is not None and self.embed_dim % self.heads:
             raise ValueError(f"heads ({self.heads}) must divide embed_dim ({self.embed_dim})")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout!r}")
@@ -91,6 +92,14 @@ class ModelConfig:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
         if self.learnable_context and self.context_length < 1:
             raise ValueError("context_length must be >= 1 when learnable_context is true")
+
+    def for_data(self, embed_dim: int, num_classes: int) -> "ModelConfig":
+        """The complete config for data of ``embed_dim``-d features and ``num_classes`` classes: the one
+        place a run's config is made. A config that already names other values does not fit the data."""
+        for name, value in (("embed_dim", embed_dim), ("num_classes", num_classes)):
+            if getattr(self, name) not in (None, value):
+                raise ValueError(f"the model config has {name} {getattr(self, name)}, the data {value}")
+        return replace(self, embed_dim=embed_dim, num_classes=num_classes)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -141,15 +141,11 @@ def train_model(model: TGDFER, bank: FeatureBank, labels: np.ndarray, split: Spl
 
 
 def model_config_for(settings: ModelConfig | dict[str, Any], features: FeatureCache, num_classes: int) -> ModelConfig:
-    """The model config of ``settings``: a complete config must fit the data (embedding size, class
-    count); a mapping of settings is completed with them."""
-    fixed = {"embed_dim": int(features.features.shape[-1]), "num_classes": num_classes}
-    if isinstance(settings, ModelConfig):
-        found = {key: getattr(settings, key) for key in fixed}
-        if found != fixed:
-            raise ValueError(f"the model config has {found}, the data {fixed}")
-        return settings
-    return ModelConfig.from_dict({**settings, **fixed})
+    """``settings`` (a config, or a mapping of its fields but the two the data fixes) completed by
+    :meth:`ModelConfig.for_data` with the features' embedding size and ``num_classes``."""
+    if not isinstance(settings, ModelConfig):
+        settings = ModelConfig.from_dict({"embed_dim": None, "num_classes": None, **settings})
+    return settings.for_data(int(features.features.shape[-1]), num_classes)
 
 
 def check_compatible(features: FeatureCache, text: TextCache) -> None:
