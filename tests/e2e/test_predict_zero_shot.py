@@ -111,3 +111,39 @@ def test_zero_shot_takes_no_model_file_and_export_no_folds(project, monkeypatch)
     missing = invoke("predict", "only-a-model.pt")
     assert missing.exit_code != 0 and "no INPUTS" in missing.output
     assert invoke("export", "--zero-shot", "--fold", "1").exit_code != 0
+
+
+def test_zero_shot_finds_the_faces_of_dark_footage_as_the_trained_path_does(project, media, monkeypatch, tmp_path):
+    """The zero-shot model keeps the faces section's opencv passes (equalised luma, turned frames), as a
+    trained model file does: in dark footage, where the plain frontal cascade finds no face, it finds
+    the faces the faces stage would find, frame by frame."""
+    from helpers.degraded_media import DEGRADATIONS, write_frames
+    from tg_dfer.detectors import HaarSearch, make_detector
+    from tg_dfer.faces import CropPolicy, crop_clip
+    from tg_dfer.sampling import segment_indices
+    from tg_dfer.video import open_video
+
+    source = open_video(media / "cremad/1001_DFA_ANG_XX.flv")
+    indices, _ = segment_indices(source.info.num_frames, 12, "centre", None)
+    dark = write_frames(tmp_path / "dark", [DEGRADATIONS["dark"](frame, 0.0, seed)[0]
+                                            for seed, frame in enumerate(source.read(indices))])
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    policy = CropPolicy(frames_per_clip=params["faces"]["frames_per_clip"])
+    passes = HaarSearch(**params["faces"]["opencv"])
+    assert passes.equalise and passes.tilt > 0  # the committed settings, which the zero-shot file must keep
+    faces_stage = crop_clip("dark", open_video(dark), make_detector("opencv", search=passes), policy)
+    plain = crop_clip("dark", open_video(dark), make_detector("opencv", search=HaarSearch(False, 0.0, False)), policy)
+    assert not plain.score.any() and faces_stage.score.all()  # the plain pass misses every face; the passes find them
+
+    monkeypatch.chdir(project)
+    result = invoke("predict", "--zero-shot", str(dark), "--out", "dark.json", "--no-progress", "--workers", "1")
+    assert result.exit_code == 0, result.output
+    video, = json.loads((project / "dark.json").read_text())["videos"]
+    assert video["status"] == "ok" and video["predicted"]
+    found = dict(zip(faces_stage.frame_index.tolist(), faces_stage.score.tolist()))
+    assert all(frame["face_score"] == pytest.approx(found[frame["frame_index"]]) for frame in video["frames"])
+
+    exported = invoke("export", "--zero-shot", "--out", "zero-shot.pt")
+    assert exported.exit_code == 0, exported.output
+    from tg_dfer.inference.model_file import load_model_file
+    assert load_model_file(project / "zero-shot.pt").search == passes
