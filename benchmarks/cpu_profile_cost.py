@@ -27,7 +27,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pipeline.tools.measure import hardware
+from benchmarks.measure import hardware
 
 from output import emit  # benchmarks/, beside this script
 

@@ -1,7 +1,7 @@
 """What the embed stage's writes cost per clip: clip by clip, or a forward pass at a time.
 
 The embed stage keeps its finished work in a resume journal (``tg_dfer.resume.journal.Journal``) and
-then writes features.h5 from it (``pipeline.tools.measure.journal_then_write`` runs the stage's own code on synthetic
+then writes features.h5 from it (``benchmarks.measure.journal_then_write`` runs the stage's own code on synthetic
 features). This times it for ``--clips`` clips of ``--frames`` x 512 float16 features, once with
 one journal entry and one features.h5 write per clip (the stage before 2026-11-30), once with one
 entry and one write per pass of ``--per-pass`` clips (the stage now; 64 clips = the GPU batch of
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.tools.measure import best_time, journal_then_write
+from benchmarks.measure import best_time, journal_then_write
 
 DIM = 512
 ATTRS = {"clip_model": "ViT-B/32", "checkpoint_sha256": "0" * 64, "random_weights": True, "embed_dim": DIM,

@@ -34,7 +34,7 @@ from tg_dfer.metrics import report, summarize
 from tg_dfer.model import TextEncoder
 from tg_dfer.training.bank import FeatureBank
 from tg_dfer.training.checkpoint import model_from_checkpoint
-from tg_dfer.training.predict import predict_rows
+from tg_dfer.training.bank_scores import predict_rows
 
 RANDOM_WEIGHTS_WARNING = ("features (and texts) came from RANDOM CLIP weights: these numbers test the pipeline "
                           "and mean nothing about facial expressions")
@@ -66,7 +66,7 @@ CURVE_COLUMNS = ("epoch", "train_loss", "train_war", "val_loss", "val_uar", "val
 def select_frames(influence: np.ndarray, k: int, highest: bool = True) -> np.ndarray:
     """(N, T) bool masks keeping the ``k`` valid frames of highest (or lowest) influence per clip.
 
-    For the paper's Table 6: pass them as ``masks`` to :func:`tg_dfer.training.predict.predict_rows`. Clips with
+    For the paper's Table 6: pass them as ``masks`` to :func:`tg_dfer.training.bank_scores.predict_rows`. Clips with
     fewer than ``k`` valid frames keep all of them.
     """
     valid = ~np.isnan(influence)

@@ -21,7 +21,7 @@ from pipeline.settings.faces import face_settings
 from pipeline.settings.params import DEFAULT_PARAMS, load_params
 from pipeline.settings.text import prompt_set as read_prompt_set
 from tg_dfer.demo.pretrain import (BackboneConfig, check_pretrained, held_out_checks, held_out_faces, save_backbone,
-                                   train_clip, training_faces)
+                                   train_backbone, training_faces)
 from tg_dfer.faces import CropPolicy
 from tg_dfer.io.atomic import atomic_path, write_text_atomic
 from tg_dfer.prompt_sets import PromptSet, PromptSetError, load_prompt_set
@@ -155,7 +155,7 @@ def pretrain_backbone(config: BackboneConfig, frame_size: int, policy: CropPolic
         click.echo(f"backbone: epoch {record['epoch']}: loss {record['loss']:.4f} ({epoch_seconds[-1]:.1f} s), "
                    f"held-out zero-shot {record['held_out']['zero_shot_class_prompts']:.1f} %")
 
-    model, history = train_clip(train_set, config, after_epoch)
+    model, history = train_backbone(train_set, config, after_epoch)
     trained = time.perf_counter()
     save_backbone(CHECKPOINT, model, config)
     finished = time.perf_counter()

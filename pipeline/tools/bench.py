@@ -52,8 +52,8 @@ def bench(part: str, device: str, precision: str, embed_clips: int, frames: int,
     written outside a temporary folder except --json. Numbers depend on what else the machine
     runs: measure on an idle one.
     """
-    from pipeline.tools import measure as lib
-    from pipeline.tools.measure_train import bench_train
+    from benchmarks import measure as lib
+    from benchmarks.measure_train import bench_train
     from tg_dfer.backbone import WeightsError
     from tg_dfer.devices import pick_device
     from tg_dfer.io.atomic import write_text_atomic

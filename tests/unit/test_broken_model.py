@@ -1,6 +1,6 @@
 """check-metrics catches a broken model: the frame attention of Eq. 8 taken over classes instead of frames.
 
-Trained on planted-signal features (tg_dfer.synthetic), where the label sits in a few frames and
+Trained on planted-signal features (helpers.synthetic), where the label sits in a few frames and
 the truth is known, the same run twice gives the same metrics, and the broken model's metrics are
 out of check-metrics' tolerance, as they are for the demo's committed metrics (README).
 """
@@ -10,11 +10,12 @@ from __future__ import annotations
 import tg_dfer.model.tgdfer as tgdfer
 from tg_dfer.compare import compare_numbers
 from tg_dfer.metrics import report
-from tg_dfer.synthetic import planted_cache
 from tg_dfer.training.bank import FeatureBank
+from tg_dfer.training.bank_scores import predict_rows
 from tg_dfer.training.config import TrainConfig
 from tg_dfer.training.loop import fit
-from tg_dfer.training.predict import predict_rows
+
+from helpers.synthetic import planted_cache
 
 TOLERANCE = 0.5  # check-metrics' default, in points of UAR / WAR
 

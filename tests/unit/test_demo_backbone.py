@@ -19,8 +19,8 @@ from tg_dfer.backbone import BackboneSpec, WeightsError, encode_texts, load_back
 from tg_dfer.demo.captions import caption, face_phrases
 from tg_dfer.demo.clips import DEMO_CLASSES
 from tg_dfer.demo.face import EXPRESSIONS, FaceParams
-from tg_dfer.demo.pretrain import (BackboneConfig, build_clip, embed_texts, encode_tokens, held_out_checks,
-                                   held_out_faces, save_backbone, train_clip, training_faces)
+from tg_dfer.demo.pretrain import (BackboneConfig, build_backbone, embed_texts, encode_tokens, held_out_checks,
+                                   held_out_faces, save_backbone, train_backbone, training_faces)
 from tg_dfer.demo.pretrain_faces import identity_rng
 from tg_dfer.determinism import deterministic
 from tg_dfer.faces import CropPolicy
@@ -139,7 +139,7 @@ def test_config_refuses_sizes_clip_cannot_build():
 
 def test_encode_tokens_is_clips_encode_text(one_thread):
     torch.manual_seed(0)
-    model = build_clip(BackboneConfig(**TINY)).eval()
+    model = build_backbone(BackboneConfig(**TINY)).eval()
     tokens = clip.tokenize(["an expression of fear.", "a smiling mouth, raised cheeks, and wrinkled eyes."])
     with torch.no_grad():
         assert torch.allclose(encode_tokens(model, tokens), model.encode_text(tokens), atol=1e-5)
@@ -154,7 +154,7 @@ def tiny_backbone(tmp_path_factory):
     paths = []
     for run, caller_threads in enumerate((1, 2)):  # torch.save names records after the file: same name, two folders
         torch.set_num_threads(caller_threads)
-        model, history = train_clip(faces, config)
+        model, history = train_backbone(faces, config)
         assert torch.get_num_threads() == caller_threads  # the config's count held only inside training
         paths.append(tmp_path_factory.mktemp(f"run{run}") / "clip.pt")
         save_backbone(paths[-1], model, config)
@@ -189,8 +189,8 @@ def test_the_text_tower_stays_as_initialised_for_its_frozen_steps(one_thread, fr
     config = BackboneConfig(**{**TINY, "text_frozen_steps": frozen})  # 9 faces, batches of 4: 2 steps
     faces = training_faces(config, 256, CropPolicy(), DFEW)
     with deterministic(config.seed, threads=config.torch_threads):
-        start = build_clip(config).float()  # what train_clip builds first, from the same seed
-    model, _ = train_clip(faces, config)
+        start = build_backbone(config).float()  # what train_backbone builds first, from the same seed
+    model, _ = train_backbone(faces, config)
     before, after = _text_tower(start), _text_tower(model)
     assert after.keys() == before.keys() and after
     moved = [name for name in after if not torch.equal(after[name], before[name])]

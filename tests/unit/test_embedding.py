@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.tools.measure import smooth_faces
+from benchmarks.measure import smooth_faces
 from tg_dfer.backbone import Backbone, BackboneSpec, encode_images, load_backbone, preprocess
 from tg_dfer.embed.images import embed_faces, view_frames
 from tg_dfer.io.faces_h5 import FaceRecord, FacesFile, FacesWriter

@@ -19,11 +19,12 @@ from tg_dfer.io.h5 import SchemaError
 from tg_dfer.io.predictions_h5 import PREDICTIONS_SCHEMA, PredictionSet, read_predictions, write_predictions
 from tg_dfer.io.text_h5 import write_text
 from tg_dfer.metrics import uar, war
-from tg_dfer.synthetic import planted_cache
 from tg_dfer.training.bank import FeatureBank
 from tg_dfer.training.checkpoint import model_from_checkpoint, save_checkpoint
 from tg_dfer.training.config import TrainConfig
 from tg_dfer.training.loop import fit
+
+from helpers.synthetic import planted_cache
 
 PLANTED = dict(num_clips=48, num_classes=3, frames=8, dim=16, signal_frames=2, strength=0.6, num_folds=3,
                short_clips=0.3, seed=2)

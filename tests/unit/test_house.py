@@ -177,7 +177,7 @@ OPENERS = {"open", "h5py.File"}  # they write only when their mode says so
 SAFE_TARGETS = {"atomic_path", "partial_path", "BytesIO", "StringIO"}
 # Writes that are no file output, so there is nothing to rename into place: (file, target as ast.unparse spells it).
 RAW_WRITES_ALLOWED = {
-    ("pipeline/tools/measure.py", "Path('/proc/self/clear_refs')"),  # a Linux kernel control (resets the peak RSS)
+    ("benchmarks/measure.py", "Path('/proc/self/clear_refs')"),  # a Linux kernel control (resets the peak RSS)
 }
 
 
@@ -244,9 +244,10 @@ class RawWrites(ast.NodeVisitor):
 
 def test_every_write_goes_through_the_atomic_module():
     """Files are written under a temporary name and renamed into place (tg_dfer/io/atomic.py, the one
-    place that renames), so no reader, and no DVC output, ever sees a half-written file."""
+    place that renames), so no reader, and no DVC output, ever sees a half-written file; the
+    measurements (benchmarks/) write their results the same way."""
     raw, allowed_seen = [], set()
-    for path in sorted([*LIBRARY, *(REPO / "pipeline").rglob("*.py")]):
+    for path in sorted([*LIBRARY, *(REPO / "pipeline").rglob("*.py"), *(REPO / "benchmarks").rglob("*.py")]):
         relative = path.relative_to(REPO).as_posix()
         if relative == "tg_dfer/io/atomic.py":
             continue
@@ -259,3 +260,12 @@ def test_every_write_goes_through_the_atomic_module():
                 raw.append(f"{relative}:{line} writes {target}")
     assert not raw, "write through tg_dfer.io.atomic (atomic_path, write_text_atomic):\n" + "\n".join(raw)
     assert allowed_seen == RAW_WRITES_ALLOWED, "allowed raw writes that are gone: drop them from the list"
+
+
+def test_docs_layout_names_every_module():
+    """docs/layout.md is the map of the rooms: a module it does not name is a room nobody can find."""
+    layout = (REPO / "docs/layout.md").read_text()
+    modules = [*LIBRARY, *(REPO / "pipeline").rglob("*.py"), *(REPO / "benchmarks").glob("*.py")]
+    missing = sorted(path.relative_to(REPO).as_posix() for path in modules if path.stem != "__init__"
+                     and not re.search(rf"(?<![\w/]){re.escape(path.stem)}(\.py)?\b", layout))
+    assert not missing, f"docs/layout.md does not name: {', '.join(missing)}"

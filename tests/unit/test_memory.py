@@ -16,7 +16,7 @@ pytestmark = pytest.mark.skipif(_glibc() is None, reason="glibc's malloc setting
 # (so glibc cannot shrink the heap on its own); print the MiB the process still holds.
 KEPT = """
 import numpy as np
-from pipeline.tools.measure import current_rss_mib
+from benchmarks.measure import current_rss_mib
 from tg_dfer.memory import release_freed_memory
 {setup}
 start = current_rss_mib()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tg_dfer.synthetic import planted_cache
+from helpers.synthetic import planted_cache
 
 # Small but with room for both runs (3 + 8 of 16 frames); low noise so directions are measurable.
 CONFUSED = dict(num_clips=210, num_classes=7, frames=16, dim=64, signal_frames=3, strength=0.5, identity=0.3,

@@ -9,13 +9,14 @@ import torch
 from tg_dfer.io.features_h5 import FeatureRows, read_features, write_features
 from tg_dfer.model import build_model
 from tg_dfer.sampling import segment_indices
-from tg_dfer.synthetic import planted_cache
 from tg_dfer.training.bank import FeatureBank
+from tg_dfer.training.bank_scores import predict_rows
 from tg_dfer.training.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
 from tg_dfer.training.config import TrainConfig
 from tg_dfer.training.loop import fit, model_config_for
-from tg_dfer.training.predict import predict_rows
 from tg_dfer.training.splits import fold_split, stratified_holdout
+
+from helpers.synthetic import planted_cache
 
 # Tiny dimensions keep every run to seconds on two CPU cores.
 PLANTED = dict(num_clips=120, num_classes=4, frames=8, dim=32, signal_frames=2, strength=0.5, identity=0.2,

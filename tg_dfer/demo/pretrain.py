@@ -137,7 +137,7 @@ def held_out_faces(config: BackboneConfig, frame_size: int, policy: CropPolicy, 
 # ------------------------------------------------------------------------------------ the model
 
 
-def build_clip(config: BackboneConfig) -> CLIP:
+def build_backbone(config: BackboneConfig) -> CLIP:
     """OpenAI's CLIP class at the size of ``config``, with CLIP's own initialisation (seeded by the caller).
 
     The image tower is CLIP's ModifiedResNet: measured on the rendered faces (supervised, 7
@@ -220,7 +220,7 @@ def person_order(identity: np.ndarray, generator: torch.Generator) -> torch.Tens
     return torch.tensor(rows, dtype=torch.long)
 
 
-def train_clip(faces: FaceSet, config: BackboneConfig, after_epoch: Callable[[CLIP, dict], None] | None = None
+def train_backbone(faces: FaceSet, config: BackboneConfig, after_epoch: Callable[[CLIP, dict], None] | None = None
                ) -> tuple[CLIP, list[dict[str, float]]]:
     """A CLIP of ``config`` trained on ``faces``; returns it (eval mode) and the per-epoch history.
 
@@ -239,7 +239,7 @@ def train_clip(faces: FaceSet, config: BackboneConfig, after_epoch: Callable[[CL
     history = []
     with deterministic(config.seed, threads=config.torch_threads):
         # Channels-last convolutions: measured 30 % faster for this ResNet on CPU; same function.
-        model = build_clip(config).float().to(memory_format=torch.channels_last)
+        model = build_backbone(config).float().to(memory_format=torch.channels_last)
         optimizer = _optimizer(model, config)
         generator = torch.Generator().manual_seed(config.seed)
         step = 0
@@ -281,7 +281,7 @@ def train_clip(faces: FaceSet, config: BackboneConfig, after_epoch: Callable[[CL
 
 
 @torch.no_grad()
-def embed_faces(model: CLIP, faces: FaceSet, batch_size: int = 256) -> np.ndarray:
+def embed_face_set(model: CLIP, faces: FaceSet, batch_size: int = 256) -> np.ndarray:
     """L2-normalised image embeddings (N, D) of ``faces``."""
     model.eval()
     parts = [F.normalize(model.encode_image(preprocess(torch.from_numpy(faces.images[start:start + batch_size]),
@@ -308,7 +308,7 @@ def held_out_checks(model: CLIP, faces: FaceSet, prompts: PromptSet) -> dict[str
     * ``caption_retrieval_top1``: share (percent) of faces whose own caption is the nearest of all
       the held-out captions (many captions are alike, so this is a hard, not a reachable 100, score).
     """
-    images = embed_faces(model, faces)  # (N, D)
+    images = embed_face_set(model, faces)  # (N, D)
     class_text = embed_texts(model, prompts.class_prompts)  # (C, D)
     descriptor_text = embed_texts(model, prompts.descriptor_prompts)  # (C, D)
     class_scores = images @ class_text.T  # (N, C)

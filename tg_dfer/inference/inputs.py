@@ -1,4 +1,4 @@
-"""What ``tg-dfer predict_rows`` is given (files, frame folders, folders of clips, glob patterns) -> the clips."""
+"""What ``tg-dfer predict`` is given (files, frame folders, folders of clips, glob patterns) -> the clips."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from tg_dfer.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
 @dataclass
 class InputItem:
-    """One clip to predict_rows: a video file or a frame folder, or an input that names nothing readable."""
+    """One clip to predict: a video file or a frame folder, or an input that names nothing readable."""
 
     name: str  # as given, or as found in a folder or by a glob
     path: Path | None

@@ -3,7 +3,7 @@
 Faces (:func:`tg_dfer.faces.crop_clip` through :func:`tg_dfer.faces.guarded`) run in worker
 threads (ffmpeg and OpenCV release the GIL) while the main thread embeds full batches of crops
 from many clips (:mod:`tg_dfer.embed.images`), so a GPU is fed in large batches; the members of
-the model file then classify them (:func:`tg_dfer.training.predict.predict_rows`). Test-time
+the model file then classify them (:func:`tg_dfer.training.bank_scores.predict_rows`). Test-time
 sampling is always segment centres, as in evaluation.
 """
 
@@ -27,7 +27,7 @@ from tg_dfer.parallel import ordered_map, per_thread
 from tg_dfer.sampling import subsample
 from tg_dfer.training.bank import FeatureBank
 from tg_dfer.training.checkpoint import model_from_checkpoint
-from tg_dfer.training.predict import predict_rows
+from tg_dfer.training.bank_scores import predict_rows
 from tg_dfer.video import Clip, VideoError, open_video
 
 PREDICTED = ("ok", "partial")  # face statuses that get a prediction (no_face too when asked)

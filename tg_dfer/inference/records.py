@@ -1,4 +1,4 @@
-"""The predictions for new videos, and their JSON records (docs/predict_rows.schema.json)."""
+"""The predictions for new videos, and their JSON records (docs/predict.schema.json)."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def _seconds(frame: int, fps: float) -> float | None:
 
 
 def unit_record(unit: UnitPrediction, class_names: list[str], fps: float) -> dict[str, Any]:
-    """The JSON form of a clip's or a window's prediction (docs/predict_rows.schema.json)."""
+    """The JSON form of a clip's or a window's prediction (docs/predict.schema.json)."""
     record: dict[str, Any] = {"status": unit.status, "reason": unit.reason, "predicted": unit.predicted,
                               "prediction": None, "probabilities": None, "frames": []}
     if not unit.predicted:

@@ -45,7 +45,7 @@ def frame_attention(similarity: torch.Tensor, mask: torch.Tensor) -> torch.Tenso
 
 
 def mil_pool(scores: torch.Tensor, mask: torch.Tensor, how: str, attention: torch.Tensor | None = None,
-             topk_fraction: float = 0.25) -> torch.Tensor:
+             topk_fraction: float = ModelConfig.topk_fraction) -> torch.Tensor:
     """Bag scores (B, C) from per-frame scores (B, T, C) over the valid frames of ``mask`` (B, T).
 
     mean: average frame; max: best frame; lse: log-mean-exp, a smooth max; attention: weighted by

@@ -25,7 +25,7 @@ from tg_dfer.metrics import uar, war
 from tg_dfer.model import TGDFER, ModelConfig, TextEncoder, build_model
 from tg_dfer.training.bank import FeatureBank
 from tg_dfer.training.config import TrainConfig
-from tg_dfer.training.predict import BankPredictions, predict_rows
+from tg_dfer.training.bank_scores import BankPredictions, predict_rows
 from tg_dfer.training.splits import Split, fold_split
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.tools.measure import best_time, current_rss_mib, elapsed, peak_rss_mib, reset_peak_rss, smooth_faces, synchroniser
+from benchmarks.measure import best_time, current_rss_mib, elapsed, peak_rss_mib, reset_peak_rss, smooth_faces, synchroniser
 from tg_dfer.backbone import BackboneSpec, encode_images, load_backbone, preprocess
 from tg_dfer.io.features_h5 import FeaturesWriter
 
