@@ -1,7 +1,8 @@
 """The stage layer: one click command per DVC stage, each reading its own params.yaml section.
 
-Importing it caps torch's CPU kernels for the reference CPU profile (tg_dfer/cpu_profile.py): the
-libraries read their variables when torch loads, and every stage module imports torch after this.
+Importing it caps torch's and numpy's CPU kernels for the reference CPU profile
+(tg_dfer/cpu_profile.py): the libraries read their variables when they load, and every stage
+module imports them after this.
 """
 
 from tg_dfer.cpu_profile import ProfileError, prepare_environment

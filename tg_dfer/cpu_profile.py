@@ -11,6 +11,12 @@ other metrics):
   only the ``COMPATIBLE`` branch (its documentation: other branches fall back to the CPU's own
   there), so that is the one branch that gives Intel and AMD machines the same sums.
 
+NumPy does the same outside torch (``NPY_DISABLE_CPU_FEATURES``): on an AVX-512 CPU its exp, log,
+sin and cos take AVX-512 code of other rounding than the AVX2 or scalar code elsewhere, and the
+demo renders its faces with them. The profile turns its AVX-512 groups off (the names of NumPy 2
+and of NumPy 1; a name a version does not know is ignored). FFmpeg's conversions and x264 are
+made CPU-independent where they are called (:mod:`tg_dfer.video`).
+
 Sums are also split by thread (ATen's reductions, MKL's blocking), so the profile fixes torch's
 thread count at :data:`REFERENCE_THREADS` whatever the cores: on one core the threads take turns
 and the bytes stay the same.
@@ -37,7 +43,9 @@ PROFILE_VARIABLE = "TG_DFER_CPU_PROFILE"
 PROFILES = ("reference", "native")
 REFERENCE_THREADS = 2
 # What each library reads at load time, and the value that caps it.
-REFERENCE_ENVIRONMENT = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "COMPATIBLE"}
+REFERENCE_ENVIRONMENT = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "COMPATIBLE",
+                         "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR AVX512F AVX512CD AVX512_SKX "
+                                                     "AVX512_CLX AVX512_CNL"}
 # Settings that would fight the reference ones (a user's own MKL cap beside MKL_CBWR).
 CONFLICTING = ("MKL_ENABLE_INSTRUCTIONS",)
 
@@ -77,6 +85,8 @@ def not_in_effect() -> list[str]:
     if capability.lower() != REFERENCE_ENVIRONMENT["ATEN_CPU_CAPABILITY"]:
         reasons.append(f"torch runs its {capability} kernels (this CPU lacks AVX2, or torch was imported before "
                        "tg_dfer could cap it)")
+    if _numpy_avx512():
+        reasons.append("numpy runs its AVX-512 kernels (numpy was imported before tg_dfer could cap it)")
     for name, value in REFERENCE_ENVIRONMENT.items():
         if os.environ.get(name) != value:
             reasons.append(f"{name} is {os.environ.get(name)!r}, not {value!r}")
@@ -84,6 +94,15 @@ def not_in_effect() -> list[str]:
     if torch.get_num_threads() != REFERENCE_THREADS:
         reasons.append(f"{torch.get_num_threads()} torch threads, not {REFERENCE_THREADS}")
     return reasons
+
+
+def _numpy_avx512() -> bool:
+    """Whether this process's numpy dispatches AVX-512 code (it reads its variable when imported)."""
+    import numpy
+
+    features = getattr(getattr(numpy, "_core", None), "_multiarray_umath", None)
+    found = getattr(features, "__cpu_features__", {})
+    return any(found.get(name) for name in ("X86_V4", "AVX512F", "AVX512_SKX"))
 
 
 def activate() -> dict[str, Any]:

@@ -53,6 +53,11 @@ SINGLE_THREAD_CODECS = ("theora",)
 # Frames smaller than this on a side are refused: the smallest face either detector finds is
 # 16 pixels (S3FD's smallest anchor; the Haar cascade's window is 24).
 MIN_FRAME_SIDE = 16
+# FFmpeg's colour conversion and scaling (swscale) pick SIMD code by CPU, and that code rounds
+# differently from the C code (measured here: an rgb24 decode of a demo clip gave other bytes with
+# -cpuflags 0). These flags make every path compute the C code's exact result: decoded frames and
+# encoded clips are then the same bytes on any x86 CPU.
+BITEXACT = "accurate_rnd+bitexact+full_chroma_int"
 
 
 # ffmpeg's expression parser refuses a select expression of more terms ("Cannot allocate memory").
@@ -238,9 +243,7 @@ class VideoClip(Clip):
         # many times.
         wanted = np.unique(_check_indices(self.path, indices, self.info.num_frames))
         width, height = scaled_size(self.info.width, self.info.height, max_side)
-        video = self._video()
-        if (width, height) != (self.info.width, self.info.height):
-            video = video.filter("scale", width, height, flags="area")
+        video = self._rgb(self._video(), width, height)
         args = (video.output("pipe:", format="rawvideo", pix_fmt="rgb24", fps_mode="passthrough")
                 .global_args("-hide_banner", "-nostdin", "-loglevel", "error").compile(cmd=self.binary))
         frame_bytes = width * height * 3
@@ -271,10 +274,16 @@ class VideoClip(Clip):
                 process.stdout.close()
                 process.wait()
 
+    def _rgb(self, video, width: int, height: int):
+        """``video`` as rgb24 frames of ``width`` x ``height``, converted by a scale filter of its own with
+        the bit-exact flags: the conversion FFmpeg would insert by itself ignores -sws_flags inside a
+        filter graph (measured: a select graph gave other bytes with -cpuflags 0)."""
+        scaling = "area" if (width, height) != (self.info.width, self.info.height) else "bicubic"
+        return video.filter("scale", width, height, flags=f"{scaling}+{BITEXACT}").filter("format", "rgb24")
+
     def _decode(self, video, width: int, height: int, what: str) -> np.ndarray:
-        if (width, height) != (self.info.width, self.info.height):
-            video = video.filter("scale", width, height, flags="area")
-        output = video.output("pipe:", format="rawvideo", pix_fmt="rgb24", fps_mode="passthrough")
+        output = self._rgb(video, width, height).output("pipe:", format="rawvideo", pix_fmt="rgb24",
+                                                        fps_mode="passthrough")
         raw, log = self._run(output.global_args("-hide_banner", "-nostdin", "-loglevel", "error"), what)
         frame_bytes = width * height * 3
         if len(raw) < frame_bytes:
@@ -339,8 +348,11 @@ def open_video(path: str | Path, timeout: float | None = None) -> Clip:
 
 
 # x264's output depends on its thread count, which it otherwise takes from the cores (1.5 per core): a
-# fixed count gives the same file on any machine. 3 is what 2 cores chose, so the clips stay as they were.
+# fixed count gives the same file on any machine. 3 is what 2 cores chose.
 ENCODER_THREADS = 3
+# ... and on the CPU's SIMD unless told to be CPU-independent (measured: its AVX2 and plain-C paths gave
+# other bytes; with cpu-independent=1 every asm level here gives the same file).
+X264_PARAMS = "cpu-independent=1"
 
 
 def write_video(path: str | Path, frames: np.ndarray, fps: float = 25.0, crf: int = 20,
@@ -352,7 +364,8 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float = 25.0, crf: in
     stream = (
         ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{width}x{height}", framerate=fps)
         .output(f"file:{path}", vcodec="libx264", pix_fmt="yuv420p", crf=crf, preset="veryfast", r=fps,
-                threads=ENCODER_THREADS, **({"format": container} if container else {}))
+                threads=ENCODER_THREADS, sws_flags=f"bicubic+{BITEXACT}", **{"x264-params": X264_PARAMS},
+                **({"format": container} if container else {}))
         .global_args("-hide_banner", "-nostdin", "-loglevel", "error", "-y")
     )
     done = subprocess.run(stream.compile(cmd=ffmpeg_binary()), input=frames.tobytes(), capture_output=True, check=False)

@@ -7,12 +7,16 @@ import pytest
 from tg_dfer import cpu_profile
 
 
+# numpy's AVX-512 groups by the names of numpy 2 and numpy 1
+NUMPY_AVX512 = "X86_V4 AVX512_ICL AVX512_SPR AVX512F AVX512CD AVX512_SKX AVX512_CLX AVX512_CNL"
+
+
 def test_the_reference_profile_overrides_the_shell_and_native_leaves_it_alone():
     shell = {"ATEN_CPU_CAPABILITY": "avx512", "MKL_ENABLE_INSTRUCTIONS": "AVX512", "PATH": "/bin"}
     reference = dict(shell)
     cpu_profile.prepare_environment(reference)
     assert reference == {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "COMPATIBLE",
-                         "PATH": "/bin"}
+                         "NPY_DISABLE_CPU_FEATURES": NUMPY_AVX512, "PATH": "/bin"}
     native = {**shell, cpu_profile.PROFILE_VARIABLE: "native"}
     cpu_profile.prepare_environment(native)
     assert native == {**shell, cpu_profile.PROFILE_VARIABLE: "native"}
@@ -43,6 +47,7 @@ def test_this_process_runs_under_the_reference_profile_and_records_it_once_activ
     try:
         assert cpu_profile.not_in_effect() == []
         assert cpu_profile.record("cpu") == {"name": "reference", "aten_cpu_capability": "avx2",
-                                             "onednn_max_cpu_isa": "AVX2", "mkl_cbwr": "COMPATIBLE", "threads": 2}
+                                             "onednn_max_cpu_isa": "AVX2", "mkl_cbwr": "COMPATIBLE",
+                                             "npy_disable_cpu_features": NUMPY_AVX512, "threads": 2}
     finally:
         cpu_profile.restore(previous)

@@ -55,7 +55,7 @@ def test_doctor_says_what_is_missing_and_where_it_would_come_from(machine):
     # the test process imported the stage layer before torch, as tg-dfer does: the reference profile holds
     assert report["cpu_profile"] == {"requested": "reference", "not_in_effect": [], "record": {
         "name": "reference", "aten_cpu_capability": "avx2", "onednn_max_cpu_isa": "AVX2", "mkl_cbwr": "COMPATIBLE",
-        "threads": 2}}
+        "npy_disable_cpu_features": "X86_V4 AVX512_ICL AVX512_SPR AVX512F AVX512CD AVX512_SKX AVX512_CLX AVX512_CNL", "threads": 2}}
     clip, s3fd, fan = report["weights"]
     assert clip["path"] == str(machine / "home/.cache/clip/ViT-B-32.pt") and not clip["present"]
     assert clip["url"] == __import__("clip").clip._MODELS["ViT-B/32"] and clip["published_sha256"] in clip["url"]

@@ -281,3 +281,30 @@ def test_an_encoded_clip_is_the_same_file_on_one_core_as_on_all(tmp_path):
     subprocess.run(["taskset", "-c", "0", sys.executable, "-c", code, str(tmp_path / "frames.npy"),
                     str(tmp_path / "one.mp4")], check=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert (tmp_path / "one.mp4").read_bytes() == (tmp_path / "all.mp4").read_bytes()
+
+
+def test_decoded_frames_and_encoded_clips_do_not_depend_on_the_cpu_s_simd(media, tmp_path, monkeypatch):
+    """FFmpeg's scaler and x264 choose SIMD code by CPU. The same decode and encode through an ffmpeg
+    told to use no SIMD at all (-cpuflags 0; x264's no-asm) give the same bytes as this CPU's own
+    paths, so an AVX-512, an AVX2 and a plain x86 machine decode and render the same pixels."""
+    from tg_dfer.video import ffmpeg_binary
+
+    real = ffmpeg_binary()
+    wrapper = tmp_path / "bin" / "ffmpeg"
+    wrapper.parent.mkdir()
+    wrapper.write_text(f"#!{sys.executable}\nimport os, sys\n"
+                       "args = [arg.replace('cpu-independent=1', 'cpu-independent=1:no-asm=1') for arg in sys.argv[1:]]\n"
+                       f"os.execv({real!r}, [{real!r}, '-cpuflags', '0', *args])\n")
+    wrapper.chmod(0o755)
+
+    def run(tag: str) -> tuple[bytes, bytes, bytes]:
+        full = open_video(media / "cremad/1001_DFA_ANG_XX.flv").read(list(range(0, 40, 3)))
+        scaled = open_video(media / "pyfeat/single_face.mp4").read([0, 10, 20], max_side=300)
+        write_video(tmp_path / f"{tag}.mp4", full)
+        return full.tobytes(), scaled.tobytes(), (tmp_path / f"{tag}.mp4").read_bytes()
+
+    own = run("own")
+    monkeypatch.setenv("PATH", f"{wrapper.parent}{os.pathsep}{os.environ['PATH']}")
+    assert ffmpeg_binary() == str(wrapper)
+    plain = run("plain")
+    assert plain[0] == own[0] and plain[1] == own[1] and plain[2] == own[2]
