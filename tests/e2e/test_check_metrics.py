@@ -87,8 +87,8 @@ def test_a_fresh_run_reproduces_the_committed_demo_exactly(demo_run, monkeypatch
 def test_a_planted_break_fails_check_metrics(demo_run, monkeypatch, break_name):
     """Both breaks fail the exact mode. Keeping the lowest frames also fails the seed band, as
     another machine would see it. Eq. 8 over the classes only feeds the visual prompt, which the
-    demo barely needs: its numbers stay inside what a re-seed gives (measured: UAR 98.2 against
-    the seeds' 96.8-98.6), so no band can tell it from a re-seed and the band passes it; only the
+    demo barely needs: its numbers stay inside what a re-seed gives (asserted below: the band passes
+    it), so no band can tell it from a re-seed; only the
     exact mode, CI's on any AVX2 CPU, catches it (docs/reference-run.md)."""
     monkeypatch.chdir(demo_run)
     if break_name == "attention over classes":
