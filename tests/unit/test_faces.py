@@ -150,6 +150,7 @@ def test_face_alignment_without_weights_names_the_missing_files(tmp_path, monkey
     assert str(tmp_path / "hub" / "checkpoints") in str(error.value)
 
 
+@pytest.mark.slow  # the full-size S3FD and 2DFAN4 networks, 15 s on 2 cores: kept out of the fast suite
 def test_face_alignment_code_path_runs_with_random_weights(random_face_alignment_weights, media):
     detector = make_detector("face_alignment")
     clip = open_video(media / "pyfeat" / "single_face.mp4")
