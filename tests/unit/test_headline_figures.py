@@ -338,18 +338,13 @@ FIGURES += [
                   ("train.loop_share_of_matmul_rate", ".0f", 100))),
     Figures(B, rf"\| features\.h5 / holding it for training \| {N} MiB / \+{N} MiB \(file\)",
             bench(TRAIN3, ("train.features_mib", ".0f"), ("train.cache_held_mib", ".0f"))),
-    Figures(B, rf"--json metrics/bench-cpu-train-4\.json.*?\| one cached step \(48 clips\) \| "
-               rf"{N} GFLOP at {N} GFLOP/s = "
-               rf"\*\*{N} %\*\* of the matmul rate \({N} GFLOP/s, same run\); the loop reaches {N} %",
-            bench(TRAIN4, ("train.step_gflop", ".1f"), ("train.step_gflop_per_s", ".0f"),
-                  ("train.share_of_matmul_rate", ".0f", 100), ("train.matmul_gflop_per_s", ".0f"),
-                  ("train.loop_share_of_matmul_rate", ".0f", 100))),
-    Figures(B, rf"--json metrics/bench-cpu-train-5\.json.*?\| one cached step \(48 clips\) \| "
-               rf"{N} GFLOP at {N} GFLOP/s = "
-               rf"{N} % of the matmul rate \({N} GFLOP/s, same run\); the loop reaches {N} %",
-            bench(TRAIN5, ("train.step_gflop", ".1f"), ("train.step_gflop_per_s", ".0f"),
-                  ("train.share_of_matmul_rate", ".0f", 100), ("train.matmul_gflop_per_s", ".0f"),
-                  ("train.loop_share_of_matmul_rate", ".0f", 100))),
+    *(Figures(B, rf"--json metrics/bench-cpu-train-{number}\.json.*?\| one cached step \(48 clips\) \| "
+                 rf"{N} GFLOP at {N} GFLOP/s = "
+                 rf"{bold}{N} %{bold} of the matmul rate \({N} GFLOP/s, same run\); the loop reaches {N} %",
+              bench(source, ("train.step_gflop", ".1f"), ("train.step_gflop_per_s", ".0f"),
+                    ("train.share_of_matmul_rate", ".0f", 100), ("train.matmul_gflop_per_s", ".0f"),
+                    ("train.loop_share_of_matmul_rate", ".0f", 100)))
+      for number, source, bold in ((4, TRAIN4, r"\*\*"), (5, TRAIN5, ""))),
     Figures(B, rf"\| cached steps in the rounds \| {N} ms/clip \|",
             bench(TRAIN6, ("train.round_cached_ms_per_clip", ".1f"))),
     Figures(B, rf"\(rounds: {N}x, {N}x, {N}x, {N}x; FLOP ratio {N}x\)",

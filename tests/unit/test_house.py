@@ -92,22 +92,31 @@ def test_training_and_prediction_code_is_no_dep_of_faces_or_embed():
         assert path not in upstream
 
 
-def test_the_journal_fingerprint_changes_with_the_stage_code_only(tmp_path, monkeypatch):
+@pytest.fixture
+def code_copy(tmp_path, monkeypatch):
+    """A copy of the repository's code that pipeline/deps.py reads instead of the real one."""
     for package in ("tg_dfer", "pipeline"):
         shutil.copytree(REPO / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(deps, "REPO", tmp_path)
     deps.module_closure.cache_clear()
-    before = {stage: code_digest(stage) for stage in ("faces", "train")}
-    with open(tmp_path / "tg_dfer/model/tgdfer.py", "a") as handle:
-        handle.write("# an edit to training code\n")
-    assert code_digest("faces") == before["faces"] and code_digest("train") != before["train"]
-    with open(tmp_path / "tg_dfer/faces.py", "a") as handle:
-        handle.write("# an edit to face detection\n")
-    assert code_digest("faces") != before["faces"]
+    yield tmp_path
     deps.module_closure.cache_clear()
 
 
-def test_an_edit_to_a_stage_layer_helper_marks_the_stages_that_import_it_stale(tmp_path, monkeypatch):
+def edit(path: Path, what: str) -> None:
+    with open(path, "a") as handle:
+        handle.write(f"# {what}\n")
+
+
+def test_the_journal_fingerprint_changes_with_the_stage_code_only(code_copy):
+    before = {stage: code_digest(stage) for stage in ("faces", "train")}
+    edit(code_copy / "tg_dfer/model/tgdfer.py", "an edit to training code")
+    assert code_digest("faces") == before["faces"] and code_digest("train") != before["train"]
+    edit(code_copy / "tg_dfer/faces.py", "an edit to face detection")
+    assert code_digest("faces") != before["faces"]
+
+
+def test_an_edit_to_a_stage_layer_helper_marks_the_stages_that_import_it_stale(code_copy):
     """pipeline/loading.py (the test-fold join) and the settings modules are code of the stages that
     import them: dvc.yaml lists them, so DVC re-runs those stages, and the journals see the edit."""
     declared = dvc_code_deps()
@@ -115,18 +124,11 @@ def test_an_edit_to_a_stage_layer_helper_marks_the_stages_that_import_it_stale(t
     assert "pipeline/settings/train.py" in declared["train"] and "pipeline/settings/faces.py" in declared["faces"]
     assert "pipeline/sharding.py" in declared["faces"] and "pipeline/sharding.py" in declared["embed"]
     assert "pipeline/settings/faces.py" not in declared["train"]  # train reads no faces setting
-    for package in ("tg_dfer", "pipeline"):
-        shutil.copytree(REPO / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(deps, "REPO", tmp_path)
-    deps.module_closure.cache_clear()
     before = {stage: code_digest(stage) for stage in ("faces", "train")}
-    with open(tmp_path / "pipeline/loading.py", "a") as handle:
-        handle.write("# an edit to the test-fold join\n")
+    edit(code_copy / "pipeline/loading.py", "an edit to the test-fold join")
     assert code_digest("train") != before["train"] and code_digest("faces") == before["faces"]
-    with open(tmp_path / "pipeline/settings/faces.py", "a") as handle:
-        handle.write("# an edit to the faces mapping\n")
+    edit(code_copy / "pipeline/settings/faces.py", "an edit to the faces mapping")
     assert code_digest("faces") != before["faces"]
-    deps.module_closure.cache_clear()
 
 
 def test_stages_and_tools_import_settings_never_a_stage():
