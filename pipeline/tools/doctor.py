@@ -5,8 +5,8 @@ it from), no GPU needed, nothing written; the exit status is 0 whatever it finds
 
 Cache sizes of the three datasets at the configured frames and views: faces.h5 at about 15 KB per
 JPEG crop (224 px, quality 95; docs/datasets.md), features.h5 exactly N x V x F x D x 2 bytes
-(float16). Clip counts, from docs/datasets.md: DFEW 11,697 (the single-labelled 5-fold protocol,
-the distribution's README), FERV39k 38,935 (All_scenes: the 31,088 train + 7,847 test clips its
+(float16). Clip counts (tg_dfer/datasets/protocols.py, from docs/datasets.md): DFEW 11,697 (the
+single-labelled 5-fold protocol, the distribution's README), FERV39k 38,935 (All_scenes: the 31,088 train + 7,847 test clips its
 lists are stated to hold), MAFW 9,172 (the 11-class single-expression set).
 """
 
@@ -33,8 +33,10 @@ from pipeline.settings.faces import face_settings
 from pipeline.settings.params import DEFAULT_PARAMS, load_params
 from pipeline.settings.train import train_settings
 from tg_dfer import cpu_profile
+from tg_dfer.datasets.protocols import PROTOCOLS
 
-DATASETS = {"DFEW": 11_697, "FERV39k": 38_935, "MAFW": 9_172}
+DATASETS = {name: PROTOCOLS[adapter].clips for name, adapter in (("DFEW", "dfew"), ("FERV39k", "ferv39k"),
+                                                                 ("MAFW", "mafw"))}
 CROP_BYTES = 15_000  # one 224 px JPEG face crop at quality 95
 # what the report calls a package -> its distribution on PyPI
 PACKAGES = {"torch": "torch", "torchvision": "torchvision", "clip": "openai-clip", "av": "av",

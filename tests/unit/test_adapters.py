@@ -20,7 +20,8 @@ from click.testing import CliRunner
 from pipeline.cli import main
 from tg_dfer.datasets.adapters import build_manifest
 from tg_dfer.datasets.dfew import DFEW_LABELS
-from tg_dfer.datasets.manifest import ManifestError
+from tg_dfer.datasets.manifest import Manifest, ManifestError, ManifestRow
+from tg_dfer.datasets.protocols import PROTOCOLS, describe, protocol_check
 from tg_dfer.prompt_sets import load_prompt_set
 
 from helpers import REPO
@@ -330,6 +331,40 @@ def test_prepare_writes_manifest_and_report_of_missing_clips(tmp_path, monkeypat
     assert report["missing_clips"][0]["clip_id"] == "00002" and report["missing_by_test_fold"] == {"2": 1}
     manifest = (tmp_path / "data/dfew/manifest.csv").read_text().splitlines()
     assert len(manifest) == 10 and not any(line.startswith("00002,") for line in manifest)
+
+
+def dfew_shaped(test_clips: list[int]) -> Manifest:
+    rows = [ManifestRow(f"{fold}-{number}", f"{fold}-{number}.mp4", 0, fold)
+            for fold, count in enumerate(test_clips, start=1) for number in range(count)]
+    return Manifest(rows, ["happiness"])
+
+
+def test_a_manifest_of_the_whole_dfew_protocol_is_complete_and_a_short_one_says_how_short():
+    # DFEW's README: fd1-fd5 test sets of 2,341 / 2,341 / 2,340 / 2,339 / 2,336 clips, 11,697 in all.
+    whole = protocol_check(PROTOCOLS["dfew"], dfew_shaped([2341, 2341, 2340, 2339, 2336]))
+    assert whole["complete"] and whole["found_clips"] == whole["official_clips"] == 11_697
+    assert describe(whole) == ["DFEW single-labelled 5-fold: 11,697 of 11,697 clips (the whole protocol)"]
+    short = protocol_check(PROTOCOLS["dfew"], dfew_shaped([2341, 2338, 2340, 2339, 2336]))
+    assert not short["complete"] and short["test_folds"]["2"] == {"official": 2341, "found": 2338}
+    assert describe(short) == ["DFEW single-labelled 5-fold: 11,694 of 11,697 clips (3 short)",
+                               "differs from the protocol: fold 2 test 2,338 of 2,341"]
+
+
+def test_prepare_compares_the_clips_with_the_protocol_and_names_the_settings_ahead(tmp_path, monkeypatch):
+    root = tmp_path / "DFEW"
+    dfew_tree(root, "frames")
+    params = prepare_params(tmp_path, root)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["prepare", "--params", str(params)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "protocol: DFEW single-labelled 5-fold: 10 of 11,697 clips (11,687 short)" in result.output
+    assert "differs from the protocol: fold 1 test 2 of 2,341, fold 2 test 2 of 2,341" in result.output
+    # the committed params are the demo's: prepare says embed would refuse its backbone for DFEW
+    assert ("next stages will use: variant frames, faces.detector opencv, backbone demo (data/backbone/clip.pt), "
+            "the demo's own CLIP, which embed refuses for this dataset") in result.output
+    report = json.loads((tmp_path / "data/dfew/prepare_report.json").read_text())
+    assert report["protocol"]["found_clips"] == 10 and report["protocol"]["test_folds"]["5"]["found"] == 2
+    assert not report["protocol"]["complete"]
 
 
 def test_prepare_cli_error_is_a_clean_message(tmp_path):

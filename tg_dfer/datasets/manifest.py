@@ -16,7 +16,7 @@ from typing import Iterable, Sequence
 from tg_dfer.io.atomic import atomic_path, write_text_atomic
 
 COLUMNS = ("clip_id", "path", "label", "test_fold")
-REPORT_SCHEMA = "tg-dfer/prepare-report/1"
+REPORT_SCHEMA = "tg-dfer/prepare-report/2"  # 2 added protocol
 
 
 class ManifestError(Exception):
@@ -96,8 +96,10 @@ def write_manifest(folder: str | Path, rows: Iterable[ManifestRow], class_names:
     return manifest
 
 
-def write_report(path: str | Path, adapter: str, root: str | Path, manifest: Manifest) -> dict:
-    """Write ``prepare_report.json``: what was read and which listed clips the data lacks."""
+def write_report(path: str | Path, adapter: str, root: str | Path, manifest: Manifest,
+                 protocol: dict | None = None) -> dict:
+    """Write ``prepare_report.json``: what was read and which listed clips the data lacks; with
+    ``protocol`` (:func:`tg_dfer.datasets.protocols.protocol_check`), how far from the official counts."""
     missing_by_fold: dict[str, int] = {}
     for clip in manifest.missing:
         missing_by_fold[str(clip.test_fold)] = missing_by_fold.get(str(clip.test_fold), 0) + 1
@@ -112,6 +114,8 @@ def write_report(path: str | Path, adapter: str, root: str | Path, manifest: Man
         "missing_by_test_fold": dict(sorted(missing_by_fold.items(), key=lambda item: int(item[0]))),
         "missing_clips": [asdict(clip) for clip in manifest.missing],
     }
+    if protocol is not None:
+        report["protocol"] = protocol
     write_text_atomic(path, json.dumps(report, indent=1) + "\n")
     return report
 
