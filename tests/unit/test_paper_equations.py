@@ -81,7 +81,7 @@ def paper_temporal(module: MultiGrainedTemporal, x: torch.Tensor, cfg: ModelConf
 
 
 @pytest.mark.parametrize("window, stride", [(4, 1), (4, 2), (2, 2)])
-def test_multi_grained_temporal_network_is_eqs_2_to_5(window, stride):
+def test_multi_grained_temporal_network_is_eqs_2_to_5_with_pf_per_position_within_a_window(window, stride):
     cfg = config(window=window, stride=stride, fine_depth=2, coarse_depth=1)
     module = MultiGrainedTemporal(cfg).eval()
     randomise(module, seed=window + stride)
