@@ -81,16 +81,21 @@ def checked_fields(cls: type, values: dict[str, Any], where: str, derived: tuple
     return checked
 
 
-def build(cls: type, values: dict[str, Any], where: str, note: str = "") -> Any:
-    """``cls(**values)``, its own validation errors reported as the params section ``where``: an
-    error about one field ("window must be ...") names its key (``train.model.window must be ...``)."""
+def settings_error(cls: type, error: ValueError, where: str, note: str = "") -> click.ClickException:
+    """A validation error of dataclass ``cls`` reported as the params section ``where``: an error about
+    one field ("window must be ...") names its key (``train.model.window must be ...``)."""
+    message = str(error)
+    field = message.split(" ", 1)[0]
+    one_field = field in {f.name for f in dataclasses.fields(cls)} and message.startswith(f"{field} must")
+    return click.ClickException(f"params: {where}{'.' if one_field else ': '}{message}{note}")
+
+
+def build(cls: type, values: dict[str, Any], where: str) -> Any:
+    """``cls(**values)``, its own validation errors reported as the params section ``where``."""
     try:
         return cls(**values)
     except ValueError as error:
-        message = str(error)
-        field = message.split(" ", 1)[0]
-        one_field = field in {f.name for f in dataclasses.fields(cls)} and message.startswith(f"{field} must")
-        raise click.ClickException(f"params: {where}{'.' if one_field else ': '}{message}{note}") from error
+        raise settings_error(cls, error, where) from error
 
 
 def dataclass_settings(cls: type, values: dict[str, Any], where: str) -> Any:

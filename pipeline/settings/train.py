@@ -8,7 +8,8 @@ from typing import Any
 
 import click
 
-from pipeline.settings.params import DEFAULT_PARAMS, build, checked_fields, dataclass_settings, require, section
+from pipeline.settings.params import (DEFAULT_PARAMS, build, checked_fields, dataclass_settings, require, section,
+                                      settings_error)
 from tg_dfer.model import ModelConfig
 from tg_dfer.training.config import TrainConfig
 
@@ -48,4 +49,4 @@ def model_config(settings: TrainSettings, embed_dim: int, num_classes: int, wher
         return settings.model.for_data(embed_dim, num_classes)
     except ValueError as error:
         note = f" (embed_dim {embed_dim} comes from {where})" if where else ""
-        raise click.ClickException(f"params: train.model: {error}{note}") from error
+        raise settings_error(ModelConfig, error, "train.model", note) from error

@@ -7,6 +7,7 @@ from collections import Counter
 
 import click
 
+from pipeline.paths import uses_demo_backbone
 from pipeline.settings.clip import backbone_spec
 from pipeline.settings.dataset import adapter_options, dataset_paths
 from pipeline.settings.dataset import adapter as dataset_adapter
@@ -16,6 +17,7 @@ from pipeline.settings.text import prompt_set
 from tg_dfer.datasets.adapters import build_manifest
 from tg_dfer.datasets.manifest import ManifestError, OptionError, write_manifest, write_report
 from tg_dfer.datasets.protocols import PROTOCOLS, describe, protocol_check
+from tg_dfer.datasets.splits import DEFAULT_VARIANT
 from tg_dfer.prompt_sets import PromptSetError, load_prompt_set
 
 SHOWN_MISSING = 10
@@ -76,7 +78,8 @@ def prepare(params_path: str) -> None:
 
 def _settings_line(params: dict, params_path: str, adapter: str) -> str:
     """The variant, detector and backbone the params give the stages after this one."""
-    parts = [f"variant {adapter_options(params, params_path).get('variant') or 'frames'}"] if adapter in PROTOCOLS else []
+    variant = adapter_options(params, params_path).get("variant") or DEFAULT_VARIANT
+    parts = [f"variant {variant}"] if adapter in PROTOCOLS else []
     parts.append(f"faces.detector {face_settings(params, params_path).detection.detector}")
     try:
         spec = backbone_spec(params, params_path)
@@ -84,7 +87,7 @@ def _settings_line(params: dict, params_path: str, adapter: str) -> str:
         return ", ".join(parts + [f"backbone: {error.message}"])
     weights = spec.checkpoint or "the clip package's cache file"
     parts.append(f"backbone {spec.name} ({weights})")
-    if spec.name == "demo" and adapter != "demo":
+    if uses_demo_backbone(spec.checkpoint) and adapter != "demo":
         parts.append("the demo's own CLIP, which embed refuses for this dataset: set clip.model (ViT-B/32) "
                      "and clip.checkpoint ''")
     return ", ".join(parts)

@@ -24,12 +24,12 @@ from tg_dfer import __version__
 from tg_dfer.backbone import Backbone, WeightsError, load_backbone
 from tg_dfer.detectors import DetectorError, make_detector
 from tg_dfer.devices import pick_device
-from tg_dfer.weights import DOWNLOADS
 from tg_dfer.inference.inputs import SkippedFile, collect_inputs
 from tg_dfer.inference.model_file import ModelFile, ModelFileError, load_model_file, model_in_memory
 from tg_dfer.inference.predictor import Predictor, faces_in_threads
 from tg_dfer.inference.records import VideoPrediction, decoded_crops, video_record
 from tg_dfer.io.atomic import atomic_path, write_text_atomic
+from tg_dfer.weights import DOWNLOADS
 
 PREDICT_SCHEMA = "tg-dfer/predict/3"
 ZERO_SHOT_NOTE = "ZERO-SHOT: CLIP scores of the text prompts, no trained model"

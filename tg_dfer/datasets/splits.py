@@ -47,6 +47,9 @@ class Layout:
     suffix: str = ".mp4"
 
 
+DEFAULT_VARIANT = "frames"  # dataset.variant left empty
+
+
 @dataclass(frozen=True)
 class SplitOptions:
     """The adapter options (variant, splits and clips folders under the root), checked."""
@@ -57,7 +60,7 @@ class SplitOptions:
 
     @classmethod
     def from_options(cls, adapter: str, root: Path, layout: Layout, options: dict[str, Any]) -> SplitOptions:
-        variant = options.get("variant") or "frames"
+        variant = options.get("variant") or DEFAULT_VARIANT
         if variant not in layout.clips:
             raise OptionError("variant", f"must be one of {', '.join(layout.clips)} for the {adapter} adapter, "
                                          f"got {variant!r}")
