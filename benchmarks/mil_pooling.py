@@ -23,15 +23,14 @@ Two data sets (``--data``, overrides of its planted_cache arguments with ``--pla
 The model is TG-DFER with ``ModelConfig`` defaults (the params.yaml ``train.model`` section;
 learnable context through the frozen text tower of seeded random ViT-B/32) with the overrides of
 ``--model``, once per pooling of ``--poolings``, trained with ``TrainConfig`` defaults (the paper's
-optimiser) except ``--epochs`` and the overrides of ``--optim``. ``--coarse-gain`` replaces the
-constant ``tgdfer.COARSE_TEXT_GAIN`` (the norm of X^CP in Eq. 10) for an ablation; it is not a
-setting of the model. References on the same split (``--baselines``): a per-frame linear model
+optimiser) except ``--epochs`` and the overrides of ``--optim`` (the norm of X^CP in Eq. 10:
+``--model '{"coarse_text_gain": 1}'``). References on the same split (``--baselines``): a per-frame linear model
 whose bag score is a MIL pooling of its frame scores (``mean``: what ignoring where the label is
 gets; ``max``: what the planted structure allows a model that finds the burst).
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/mil_pooling.py [--data confuser] [--folds 1,2]
         [--epochs 20] [--poolings topk,max] [--model '{"topk_fraction": 0.125}']
-        [--optim '{"weight_decay": 0.001}'] [--coarse-gain 1] [--baselines mean,max] [--no-model]
+        [--optim '{"weight_decay": 0.001}'] [--baselines mean,max] [--no-model]
 
 Prints one JSON line per fold and baseline or model.
 """
@@ -50,7 +49,7 @@ import torch.nn.functional as F
 
 from tg_dfer.backbone import BackboneSpec, load_backbone
 from tg_dfer.metrics import frame_auroc, per_class_recall, war
-from tg_dfer.model import ModelConfig, TextEncoder, mil_pool, tgdfer
+from tg_dfer.model import ModelConfig, TextEncoder, mil_pool
 from tg_dfer.training.bank import FeatureBank
 from tg_dfer.training.bank_scores import predict_rows
 from tg_dfer.training.config import TrainConfig
@@ -166,15 +165,12 @@ def main() -> None:
     parser.add_argument("--poolings", default="", help="mil_pooling values to train one model each ('' = the model's)")
     parser.add_argument("--model", default="{}", help="JSON of ModelConfig overrides")
     parser.add_argument("--optim", default="{}", help="JSON of TrainConfig overrides (besides --epochs)")
-    parser.add_argument("--coarse-gain", type=float, default=None, help="norm of X^CP in Eq. 10 (ablation)")
     parser.add_argument("--baselines", default="mean,max",
                         help="MIL poolings of the linear baselines (mean,max,topk,...); '' for none")
     parser.add_argument("--no-model", action="store_true", help="baselines only (to calibrate the data)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    if args.coarse_gain is not None:
-        tgdfer.COARSE_TEXT_GAIN = args.coarse_gain
     planted = planted_cache(**{**DATASETS[args.data], **json.loads(args.planted)})
     optim = {"epochs": args.epochs, **json.loads(args.optim)}
     config = TrainConfig(**optim)
@@ -184,8 +180,7 @@ def main() -> None:
     needs_text = any(ModelConfig(**settings).needs_text_encoder for settings in models)
     encoder = TextEncoder.from_clip(load_backbone(BackboneSpec("ViT-B/32", "random")).model) if needs_text and not args.no_model \
         else None
-    extra = {"data": args.data, "planted": json.loads(args.planted), "optim": optim,
-             "coarse_gain": tgdfer.COARSE_TEXT_GAIN}
+    extra = {"data": args.data, "planted": json.loads(args.planted), "optim": optim}
     for fold in (int(f) for f in args.folds.split(",")):
         if args.baselines:
             split = fold_split(planted.features.label, planted.test_fold, fold, config.val_fraction, config.seed)

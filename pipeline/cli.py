@@ -27,6 +27,7 @@ COMMANDS = {
     "text": "CLIP text embeddings of a prompt set -> data/text/<prompt_set>.h5.",
     "train": "Train TG-DFER on cached features, one fold -> models/<dataset>/fold<k>/.",
     "evaluate": "Metrics, predictions and plots of the trained folds -> metrics/<dataset>/.",
+    "use": "Point params.yaml at a dataset (demo, dfew, ferv39k, mafw, csv) with the paper's or the demo's settings.",
     "ablate": "Queue the experiments of a paper ablation table (dvc exp run --queue) and start them.",
     "report": "Markdown tables (and plots) of the ablation experiments -> report/<dataset>/.",
     "check-metrics": "Compare reproduced metrics with the committed ones; fail beyond a tolerance.",

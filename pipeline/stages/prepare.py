@@ -13,6 +13,7 @@ from pipeline.settings.dataset import adapter_options, dataset_paths
 from pipeline.settings.dataset import adapter as dataset_adapter
 from pipeline.settings.faces import face_settings
 from pipeline.settings.params import DEFAULT_PARAMS, load_params
+from pipeline.settings.profiles import describe_profile
 from pipeline.settings.text import prompt_set
 from tg_dfer.datasets.adapters import build_manifest
 from tg_dfer.datasets.manifest import ManifestError, OptionError, write_manifest, write_report
@@ -74,6 +75,7 @@ def prepare(params_path: str) -> None:
         for line in rest:
             click.echo(f"            {line}")
     click.echo(f"  next stages will use: {_settings_line(params, params_path, adapter)}")
+    click.echo(f"  profile: {describe_profile(params)}")
 
 
 def _settings_line(params: dict, params_path: str, adapter: str) -> str:
@@ -88,6 +90,6 @@ def _settings_line(params: dict, params_path: str, adapter: str) -> str:
     weights = spec.checkpoint or "the clip package's cache file"
     parts.append(f"backbone {spec.name} ({weights})")
     if uses_demo_backbone(spec.checkpoint) and adapter != "demo":
-        parts.append("the demo's own CLIP, which embed refuses for this dataset: set clip.model (ViT-B/32) "
-                     "and clip.checkpoint ''")
+        parts.append("the demo's own CLIP, which embed refuses for this dataset: `tg-dfer use DATASET --root ...` "
+                     "sets ViT-B/32 (or set clip.model and clip.checkpoint '')")
     return ", ".join(parts)

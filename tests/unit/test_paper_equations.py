@@ -15,7 +15,6 @@ from clip.model import CLIP
 
 from tg_dfer.model import ModelConfig, TextEncoder, build_model, mil_pool
 from tg_dfer.model.temporal import MultiGrainedTemporal
-from tg_dfer.model.tgdfer import COARSE_TEXT_GAIN
 from tg_dfer.sampling import window_starts
 
 D, C = 16, 3
@@ -110,11 +109,12 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(torch.dot(a, b) / (a.norm() * b.norm()))
 
 
-def paper_head(model, instances: torch.Tensor, text: torch.Tensor, visual_prompt: str, tau: float, prompt=None):
+def paper_head(model, instances: torch.Tensor, text: torch.Tensor, visual_prompt: str, tau: float, gain: float,
+               prompt=None):
     """Eqs. 7-11 with loops, from the instance features X^I (B, T, D) of clips without padding.
 
     Our choices: A is the softmax over the frames of Eq. 8's cos / tau; V^P is one vector per class;
-    X^CP enters Eq. 10 at norm COARSE_TEXT_GAIN; Eq. 11 pools the per-frame scores by top-k."""
+    X^CP enters Eq. 10 at norm ``gain`` (1 = Eq. 10 as written); Eq. 11 pools the per-frame scores by top-k."""
     B, T, _ = instances.shape
     coarse = F.normalize(model.coarse_text, dim=-1)
     probs, frame_scores = torch.zeros(B, C), torch.zeros(B, T, C)
@@ -129,14 +129,14 @@ def paper_head(model, instances: torch.Tensor, text: torch.Tensor, visual_prompt
             visual = pooled / pooled.norm()  # Eq. 7: N(.)
             if visual_prompt == "add":
                 fused = F.normalize(text[k], dim=-1) + visual  # Eq. 9
-                prompts.append(model.prompt_mlp(fused) + COARSE_TEXT_GAIN * coarse[k])  # Eq. 10
+                prompts.append(model.prompt_mlp(fused) + gain * coarse[k])  # Eq. 10
             elif visual_prompt == "prepend":
                 prompts.append(visual)
             else:
                 prompts.append(text[k])
         if visual_prompt == "prepend":
             tokens = model.visual_proj(torch.stack(prompts))  # (C, W): V^P as one token per class
-            prompts = list(prepended_text(prompt, tokens) + COARSE_TEXT_GAIN * coarse)
+            prompts = list(prepended_text(prompt, tokens) + gain * coarse)
         for t in range(T):
             for k in range(C):
                 frame_scores[b, t, k] = cosine(instances[b, t], prompts[k]) / tau  # Eq. 11, per frame
@@ -171,9 +171,9 @@ def encoder() -> TextEncoder:
     return TextEncoder.from_clip(model)
 
 
-def make_model(visual_prompt: str, encoder: TextEncoder, learnable: bool):
+def make_model(visual_prompt: str, encoder: TextEncoder, learnable: bool, gain: float = 4.0):
     generator = torch.Generator().manual_seed(7)
-    cfg = config(visual_prompt=visual_prompt, learnable_context=learnable, context_length=2)
+    cfg = config(visual_prompt=visual_prompt, learnable_context=learnable, context_length=2, coarse_text_gain=gain)
     model = build_model(cfg, NAMES, [f"an expression of {n}." for n in NAMES],
                         ["a smiling mouth", "a downturned mouth", "widened eyes"],
                         F.normalize(torch.randn(C, D, generator=generator), dim=-1),
@@ -182,10 +182,11 @@ def make_model(visual_prompt: str, encoder: TextEncoder, learnable: bool):
     return model
 
 
-@pytest.mark.parametrize("visual_prompt, learnable", [("add", False), ("add", True), ("prepend", True),
-                                                      ("prepend", False), ("none", True)])
-def test_visual_prompt_and_bag_prediction_are_eqs_7_to_11(visual_prompt, learnable, encoder):
-    model = make_model(visual_prompt, encoder, learnable)
+@pytest.mark.parametrize("visual_prompt, learnable, gain", [("add", False, 4.0), ("add", True, 4.0),
+                                                            ("add", True, 1.0), ("prepend", True, 4.0),
+                                                            ("prepend", False, 1.0), ("none", True, 4.0)])
+def test_visual_prompt_and_bag_prediction_are_eqs_7_to_11(visual_prompt, learnable, gain, encoder):
+    model = make_model(visual_prompt, encoder, learnable, gain)
     x = F.normalize(torch.randn(2, 8, D, generator=torch.Generator().manual_seed(5)), dim=-1)
     mask = torch.ones(2, 8, dtype=torch.bool)
     with torch.no_grad():
@@ -193,7 +194,7 @@ def test_visual_prompt_and_bag_prediction_are_eqs_7_to_11(visual_prompt, learnab
         instances = model.temporal(x, mask)  # X^I, Eqs. 2-5 (tested above)
         text = model.text_features()  # X^FP (Eq. 6)
         probs, frame_scores, attention = paper_head(model, instances, text, visual_prompt, model.config.tau,
-                                                    model.prompt)
+                                                    gain, model.prompt)
     assert torch.allclose(out.attention, attention, atol=1e-5)
     assert torch.allclose(out.frame_scores, frame_scores, atol=1e-3)
     assert torch.allclose(out.probs, probs, atol=1e-5)

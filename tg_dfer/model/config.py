@@ -8,11 +8,17 @@ from typing import Any
 TEXT_PROMPTS = ("class", "descriptors")
 VISUAL_PROMPTS = ("add", "prepend", "none")
 MIL_POOLINGS = ("mean", "max", "lse", "attention", "topk")
+INITS = ("identity", "pytorch")
 
 
 @dataclass
 class ModelConfig:
-    """Architecture of :class:`tg_dfer.model.TGDFER`; the defaults are the paper's best setting.
+    """Architecture of :class:`tg_dfer.model.TGDFER`.
+
+    The defaults are the demo profile's values (pipeline/profiles/demo.yaml), which are also what
+    every model file written before a setting existed was trained with, so an older record that
+    lacks a field rebuilds the network it was. The paper's settings are the paper profile
+    (pipeline/profiles/paper.yaml, every value with its section of the paper or its listed choice).
 
     ``embed_dim`` and ``num_classes`` come from the data (the feature cache and the class list),
     everything else from params.yaml: a config read before the data is known leaves them None, and
@@ -44,6 +50,17 @@ class ModelConfig:
     mil_pooling: str = "topk"  # per-frame scores -> bag score: mean | max | lse | attention | topk (docs/model.md)
     topk_fraction: float = 0.125  # mil_pooling = topk: share of the valid frames averaged (2 of 16)
     tau: float = 0.01  # temperature of every cosine similarity (Eqs. 8 and 11)
+    # Eq. 10 is X~^P = MLP(X^P^) + X^CP: 1.0 is the equation as written. The learnt part of X^P (the
+    # prompt MLP, or the text tower in prepend) feeds a cosine with tau = 0.01, so each SGD step at lr
+    # 1e-2 moves it by about lr / tau relative to a unit X^CP: the prompts then follow V^P, the clip's
+    # own frames, and the model scores every frame's similarity to its clip instead of its class. At
+    # 4.0, X^CP anchors the sum (L2-normalised before Eq. 11, so the same function class) and those
+    # steps are 16x smaller; measured in docs/paper-deviations.md 4.
+    coarse_text_gain: float = 4.0
+
+    # identity: the new layers start as the identity and X^P as X^CP, so the untrained model is CLIP's
+    # zero-shot classifier (docs/paper-deviations.md 12) | pytorch: PyTorch's default initialisation.
+    init: str = "identity"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -84,10 +101,12 @@ class ModelConfig:
             raise ValueError(f"mlp_ratio must be > 0, got {self.mlp_ratio!r}")
         if not self.tau > 0:
             raise ValueError(f"tau must be > 0, got {self.tau!r}")
+        if not self.coarse_text_gain >= 0:
+            raise ValueError(f"coarse_text_gain must be >= 0, got {self.coarse_text_gain!r}")
         if not 0.0 < self.topk_fraction <= 1.0:
             raise ValueError(f"topk_fraction must lie in (0, 1], got {self.topk_fraction!r}")
         for name, choices in (("text_prompt", TEXT_PROMPTS), ("visual_prompt", VISUAL_PROMPTS),
-                              ("mil_pooling", MIL_POOLINGS)):
+                              ("mil_pooling", MIL_POOLINGS), ("init", INITS)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
         if self.learnable_context and self.context_length < 1:

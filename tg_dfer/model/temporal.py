@@ -21,7 +21,7 @@ from tg_dfer.sampling import window_starts
 class Block(nn.Module):
     """A pre-norm transformer layer (as in CLIP) whose attention ignores padded keys."""
 
-    def __init__(self, width: int, heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0):
+    def __init__(self, width: int, heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0, init: str = "identity"):
         super().__init__()
         hidden = int(round(width * mlp_ratio))
         self.ln_1 = nn.LayerNorm(width)
@@ -29,11 +29,12 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(width)
         self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, width))
         self.drop = nn.Dropout(dropout)
-        # Zero-init the outputs of both residual branches: a new layer is the identity, so the
-        # untrained network passes the CLIP embeddings through unchanged (see MultiGrainedTemporal).
-        for layer in (self.attn.out_proj, self.mlp[-1]):
-            nn.init.zeros_(layer.weight)
-            nn.init.zeros_(layer.bias)
+        if init == "identity":
+            # Zero-init the outputs of both residual branches: a new layer is the identity, so the
+            # untrained network passes the CLIP embeddings through unchanged (see MultiGrainedTemporal).
+            for layer in (self.attn.out_proj, self.mlp[-1]):
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
 
     def forward(self, x: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
         # x: (N, L, W); padding: (N, L) True where the key is padding
@@ -45,10 +46,11 @@ class Block(nn.Module):
 class Encoder(nn.Module):
     """``depth`` transformer layers with a learnable positional embedding of ``length`` positions."""
 
-    def __init__(self, length: int, width: int, depth: int, heads: int, mlp_ratio: float, dropout: float):
+    def __init__(self, length: int, width: int, depth: int, heads: int, mlp_ratio: float, dropout: float,
+                 init: str = "identity"):
         super().__init__()
         self.positional_embedding = nn.Parameter(torch.randn(length, width) * 0.01)
-        self.blocks = nn.ModuleList([Block(width, heads, mlp_ratio, dropout) for _ in range(depth)])
+        self.blocks = nn.ModuleList([Block(width, heads, mlp_ratio, dropout, init) for _ in range(depth)])
         # Recompute each layer in the backward pass instead of keeping its activations: the
         # fine-grained module's windows hold every frame w times, its activations most of a
         # training step's memory (see recomputed).
@@ -152,7 +154,7 @@ class FineGrained(nn.Module):
         self.register_buffer("index", index, persistent=False)
         self.register_buffer("fold", fold, persistent=False)
         self.encoder = Encoder(w, config.embed_dim, config.fine_depth, config.heads, config.mlp_ratio,
-                               config.dropout)
+                               config.dropout, config.init)
 
     @property
     def num_windows(self) -> int:
@@ -173,7 +175,7 @@ class CoarseGrained(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.encoder = Encoder(config.num_frames, config.embed_dim, config.coarse_depth, config.heads,
-                               config.mlp_ratio, config.dropout)
+                               config.mlp_ratio, config.dropout, config.init)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.encoder(x, mask)  # (B, T, D)
@@ -193,12 +195,13 @@ class MultiGrainedTemporal(nn.Module):
         self.coarse = CoarseGrained(config) if config.coarse_depth > 0 else None
         branches = int(self.fine is not None) + int(self.coarse is not None)
         self.fc = nn.Linear(max(branches, 1) * D, D)
-        # Start as the mean of the branches, which start as the identity: X^I begins as the CLIP
-        # frame embeddings, so the first scores are CLIP's zero-shot scores, not random ones that
-        # 1 / tau = 100 would make wildly overconfident.
-        with torch.no_grad():
-            self.fc.weight.copy_(torch.eye(D).repeat(1, max(branches, 1)) / max(branches, 1))
-            self.fc.bias.zero_()
+        if config.init == "identity":
+            # Start as the mean of the branches, which start as the identity: X^I begins as the CLIP
+            # frame embeddings, so the first scores are CLIP's zero-shot scores, not random ones that
+            # 1 / tau = 100 would make wildly overconfident.
+            with torch.no_grad():
+                self.fc.weight.copy_(torch.eye(D).repeat(1, max(branches, 1)) / max(branches, 1))
+                self.fc.bias.zero_()
         # CLIP embeddings are unit vectors, so each coordinate is about 1/sqrt(D), while the
         # transformer branches (behind LayerNorm) emit O(1) coordinates once trained: unit
         # coordinates keep a frame's own content from drowning under what attention mixes in.

@@ -71,14 +71,6 @@ def mil_pool(scores: torch.Tensor, mask: torch.Tensor, how: str, attention: torc
     raise ValueError(f"unknown MIL pooling {how!r}")
 
 
-# The learnt part of X^P (the prompt MLP, or the text tower in prepend) feeds a cosine with
-# tau = 0.01, so each SGD step at lr 1e-2 moves it by about lr / tau relative to a unit X^CP: the
-# prompts then follow V^P, the clip's own frames, and the model scores every frame's similarity to
-# its clip instead of its class. Anchoring X^CP at norm 4 makes those steps 16x smaller (the same
-# function class, the sum is L2-normalised before Eq. 11); measured in docs/paper-deviations.md (item 4).
-COARSE_TEXT_GAIN = 4.0
-
-
 class TGDFER(nn.Module):
     """TG-DFER on cached frame embeddings.
 
@@ -107,10 +99,11 @@ class TGDFER(nn.Module):
         self.prompt = prompt
         if config.visual_prompt == "add":
             self.prompt_mlp = nn.Sequential(nn.Linear(D, D), nn.GELU(), nn.Linear(D, D))
-            # Zero-init the last layer: X^P starts as X^CP, the zero-shot CLIP classifier, and the
-            # visual prompt is learnt as a correction to it.
-            nn.init.zeros_(self.prompt_mlp[2].weight)
-            nn.init.zeros_(self.prompt_mlp[2].bias)
+            if config.init == "identity":
+                # Zero-init the last layer: X^P starts as X^CP, the zero-shot CLIP classifier, and the
+                # visual prompt is learnt as a correction to it.
+                nn.init.zeros_(self.prompt_mlp[2].weight)
+                nn.init.zeros_(self.prompt_mlp[2].bias)
         elif config.visual_prompt == "prepend":
             self.visual_proj = nn.Linear(D, prompt.encoder.width)  # V^P -> one token of the text tower
 
@@ -155,10 +148,10 @@ class TGDFER(nn.Module):
 
         # Eqs. 9-10: the enhanced fine-grained label features X^P
         if cfg.visual_prompt == "add":
-            prompts = self.prompt_mlp(text + visual) + COARSE_TEXT_GAIN * self.coarse_text  # (B, C, D)
+            prompts = self.prompt_mlp(text + visual) + self.config.coarse_text_gain * self.coarse_text  # (B, C, D)
         elif cfg.visual_prompt == "prepend":
             tokens = self.visual_proj(visual)  # (B, C, W)
-            prompts = self.prompt(tokens) + COARSE_TEXT_GAIN * self.coarse_text  # (B, C, D)
+            prompts = self.prompt(tokens) + self.config.coarse_text_gain * self.coarse_text  # (B, C, D)
         else:
             prompts = text.unsqueeze(0).expand(frames.shape[0], -1, -1)  # (B, C, D)
 

@@ -43,9 +43,14 @@ class TrainResult:
 
 
 def parameter_groups(model: TGDFER, config: TrainConfig) -> list[dict]:
-    """Two learning rates: the prompt context at ``prompt_lr``, everything else at ``lr``."""
-    prompt = [p for name, p in model.named_parameters() if p.requires_grad and name.startswith("prompt.")]
-    other = [p for name, p in model.named_parameters() if p.requires_grad and not name.startswith("prompt.")]
+    """Two learning rates: the learnable prompts at ``prompt_lr``, everything else at ``lr``.
+
+    The prompts are the text context (``prompt.*``, the PromptLearner, whose text tower is frozen),
+    and with ``prompt_lr_scope: prompts`` also the visual prompt's layers (``prompt_mlp``, ``visual_proj``).
+    """
+    prefixes = ("prompt.",) + (("prompt_mlp.", "visual_proj.") if config.prompt_lr_scope == "prompts" else ())
+    prompt = [p for name, p in model.named_parameters() if p.requires_grad and name.startswith(prefixes)]
+    other = [p for name, p in model.named_parameters() if p.requires_grad and not name.startswith(prefixes)]
     groups = [{"params": other, "lr": config.lr, "name": "net"}]
     if prompt:
         groups.append({"params": prompt, "lr": config.prompt_lr, "name": "prompt"})
