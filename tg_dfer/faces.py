@@ -5,9 +5,12 @@ The detectors are in :mod:`tg_dfer.detectors`.
 Policy for one clip: detect on the sampled frames only, keep one face track (the detection that
 best overlaps the median of each frame's largest face), fill frames without a face from their
 neighbours, smooth centre, size and angle over time, and cut square crops of ``crop_size``.
-Frames without a detection hold the box of their neighbours (interpolated between them, the
-nearest one at the clip's ends) and record score 0: a held box is not a detection. Only a clip
-with no face anywhere gets a centred fallback crop.
+Frames without a detection take their box from the detections around them: interpolated
+linearly in time between the one before and the one after (frame status ``interpolated``), the
+nearest one's before the first and after the last detection (``held``). They record score 0 (a
+filled box is not a detection) and their frame status says how the box came. Only a clip with no
+face anywhere gets a centred fallback crop (``centre``). The error of filled boxes against the
+detector's on clean footage is measured in docs/robustness.md (benchmarks/face_fill.py).
 """
 
 from __future__ import annotations
@@ -123,6 +126,16 @@ def fill_and_smooth(values: np.ndarray, window: int) -> np.ndarray:
     return np.stack([np.convolve(column, kernel, mode="valid")[: len(values)] for column in padded.T], axis=1)
 
 
+def fill_status(found: np.ndarray) -> np.ndarray:
+    """(F,) str frame status of a track whose tracked face was ``found`` in these frames: detected,
+    interpolated (between two detections), held (before the first or after the last) or centre
+    (no detection at all), as :func:`fill_and_smooth` fills them."""
+    if not found.any():
+        return np.full(len(found), "centre")
+    rows, frames = np.flatnonzero(found), np.arange(len(found))
+    return np.where(found, "detected", np.where((frames > rows[0]) & (frames < rows[-1]), "interpolated", "held"))
+
+
 def eye_angle(landmarks: np.ndarray) -> float:
     """Degrees to rotate by so that the eye centres (68-point scheme) are level."""
     left, right = landmarks[36:42].mean(axis=0), landmarks[42:48].mean(axis=0)
@@ -176,14 +189,18 @@ def crop_clip(clip_id: str, clip: Clip, detector, policy: CropPolicy,
         crop = crop_square(frames[row], (cx, cy), side, angle, policy.crop_size)
         crops.append(encode_image(crop, policy.image_format, policy.jpeg_quality))
         boxes[row] = np.array([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2]) * scale
+    frame_status = fill_status(found)
     if found.all():
         status, reason = "ok", ""
     elif found.any():
-        status, reason = "partial", f"face found in {found.sum()} of {F} sampled frames"
+        interpolated, held = (int(np.count_nonzero(frame_status == name)) for name in ("interpolated", "held"))
+        status, reason = "partial", (f"face found in {found.sum()} of {F} sampled frames; the others' boxes from "
+                                     f"the detections around them ({interpolated} interpolated, {held} held)")
     else:
         status, reason = "no_face", f"no face found in any of {F} sampled frames; centre crop used"
     return FaceRecord(clip_id=clip_id, status=status, reason=reason, source_frames=clip.info.num_frames,
-                      frame_index=indices, box=boxes, score=score, landmarks=landmarks, crops=crops)
+                      frame_index=indices, box=boxes, score=score, landmarks=landmarks, crops=crops,
+                      frame_status=frame_status)
 
 
 def clip_rng(seed: int, clip_id: str) -> np.random.Generator:

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import click
-import numpy as np
 from tqdm import tqdm
 
 from pipeline.deps import code_digest
@@ -24,26 +23,33 @@ from tg_dfer.devices import DeviceError, pick_device
 from tg_dfer.faces import CropPolicy, crop_path
 from tg_dfer.hashes import sha256_file
 from tg_dfer.io.atomic import write_text_atomic
-from tg_dfer.io.faces_h5 import FACE_STATUSES, FACES_SCHEMA, FacesFile, FacesWriter, face_row
+from tg_dfer.io.faces_h5 import FACE_STATUSES, FACES_SCHEMA, FILLED, FRAME_STATUSES, FacesFile, FacesWriter, face_row
 from tg_dfer.parallel import ordered_map, per_thread
 from tg_dfer.resume.runner import run_resumable
 from tg_dfer.resume.shards import WHOLE, Shard
 
 
 def face_report(path, manifest) -> dict:
-    """Counts per status, the share of sampled frames with a face, and every clip not fully ok."""
+    """Counts per status, the share of sampled frames with a face (detected) and with a face box
+    (detected or filled from the detections around it), sampled frames per frame status, and every
+    clip not fully ok."""
     paths_by_id = {row.clip_id: row.path for row in manifest.rows}
     with FacesFile(path) as stored:
-        status, reason, score = stored.status, stored.reason, stored["score"]
+        status, reason, frame_status = stored.status, stored.reason, stored.frame_status
         clip_ids = stored.clip_id
     counts = Counter(status)
-    usable = np.array([value != "failed" for value in status], dtype=bool)
-    frames_total = int(usable.sum()) * score.shape[1] if len(status) else 0
-    rate = int(np.count_nonzero(score[usable])) / frames_total if frames_total else 0.0
+    frames = Counter(frame_status.ravel().tolist())
+    frames_total = frame_status.size - frames["none"]  # the sampled frames of the clips that did not fail
+
+    def rate(names) -> float:
+        return round(sum(frames[name] for name in names) / frames_total, 4) if frames_total else 0.0
+
     problems = [{"clip_id": clip_id, "path": paths_by_id.get(clip_id, ""), "status": value, "reason": why}
                 for clip_id, value, why in zip(clip_ids, status, reason) if value != "ok"]
     return {"clips": len(status), **{value: counts.get(value, 0) for value in FACE_STATUSES},
-            "face_frame_rate": round(rate, 4), "not_ok": problems}
+            "face_frame_rate": rate(("detected",)), "face_box_rate": rate(("detected", *FILLED)),
+            "frame_status": {name: frames[name] for name in FRAME_STATUSES if name != "none"},
+            "not_ok": problems}
 
 
 @click.command("faces")
@@ -59,14 +65,16 @@ def faces(params_path: str, shard: Shard | None, merge_count: int | None, worker
     are decoded and searched for a face. A clip that cannot be read is recorded with status
     'failed' and its reason, and the stage goes on; clips without a face get a centred fallback
     crop, score 0 and status 'no_face' ('partial' when some frames have one). Also writes
-    metrics/<dataset>/faces.json (counts per status, share of frames with a face, and every
-    clip that is not fully ok with the reason).
+    metrics/<dataset>/faces.json (counts per status, share of frames with a face and with a face
+    box, sampled frames per frame status, and every clip that is not fully ok with the reason).
 
     Finished clips are kept in data/<dataset>/faces.h5.parts/ until the run completes: a run that
     was killed resumes there with the same params. Scale out with --shard I/N on N machines or
     processes, then --merge N (docs/robustness.md).
 
-    Frames without a detection keep score 0 and hold their neighbours' box. The opencv detector
+    Frames without a detection keep score 0 and take their box from the detections around them:
+    interpolated between two, or held from the nearest at the clip's ends (faces.h5 frame_status
+    says which; docs/robustness.md measures how far those boxes lie). The opencv detector
     runs its frontal cascade on every sampled frame and, only where that finds nothing, the passes
     of faces.opencv: equalise (again on the CLAHE-equalised luma, down to 24 px faces), tilt
     (degrees: also on that frame turned by +tilt and -tilt, the crop turned back upright; 0 = off),
@@ -113,7 +121,8 @@ def faces(params_path: str, shard: Shard | None, merge_count: int | None, worker
         write_text_atomic(paths.faces_summary, json.dumps(report, indent=1) + "\n")
     click.echo(f"faces: {report['clips']} clips -> {target}: {report['ok']} ok, {report['partial']} partial, "
                f"{report['no_face']} no face, {report['failed']} failed; a face in "
-               f"{100 * report['face_frame_rate']:.1f}% of sampled frames")
+               f"{100 * report['face_frame_rate']:.1f}% of sampled frames, a face box (detected or filled from the "
+               f"detections around it) in {100 * report['face_box_rate']:.1f}%")
     problems = report["not_ok"]
     for problem in problems[:20]:
         click.echo(f"  {problem['status']:<8} {problem['clip_id']}: {problem['reason']}")

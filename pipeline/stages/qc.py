@@ -29,8 +29,9 @@ def qc(params_path: str, show: int) -> None:
     Reads data/<dataset>/faces.h5, manifest.csv and, once embed has run, embed_skipped.json.
     One row per clip whose faces status is not 'ok' or that embed skipped, with the columns
     clip_id, path, status (ok | partial | no_face | failed), face_frames (sampled frames with a
-    face) of frames, embedded (yes | no | empty before embed has run) and reason. Prints the counts
-    per status and the first rows.
+    face) of frames, embedded (yes | no | empty before embed has run) and reason (for a partial
+    clip also how many of the other frames' boxes were interpolated between detections and how many
+    held from the nearest). Prints the counts per status and the first rows.
 
     Params: none of its own; dataset.name picks the files.
     """
@@ -44,7 +45,7 @@ def qc(params_path: str, show: int) -> None:
     skipped = json.loads(skipped_file.read_text()) if skipped_file.is_file() else None
     path_of = {row.clip_id: row.path for row in manifest.rows}
     with faces:
-        with_face = np.count_nonzero(faces["score"], axis=1)
+        with_face = np.count_nonzero(faces.frame_status == "detected", axis=1)
         rows = []
         for row, clip_id in enumerate(faces.clip_id):
             embedded = "" if skipped is None else "no" if clip_id in skipped else "yes"

@@ -1,5 +1,9 @@
-"""faces.h5 (schema ``tg-dfer/faces/1``): sampled frames, face crops, boxes, landmarks, scores and
-status per clip (docs/contracts.md).
+"""faces.h5 (schema ``tg-dfer/faces/2``): sampled frames, face crops, boxes, landmarks, scores and
+status per clip, and how each frame got its box (docs/contracts.md).
+
+Version 2 added the per-frame datasets ``frame_status`` and ``frames_to_detection``; a version 1
+file is still read, with those derived from its scores (:func:`statuses_from_score`), since it did
+not record them.
 """
 
 from __future__ import annotations
@@ -8,12 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 
 from tg_dfer import __version__
-from tg_dfer.io.h5 import BYTES, STRING, AtomicH5, decode_strings, open_checked, read_row, set_attrs
+from tg_dfer.io.h5 import BYTES, STRING, AtomicH5, decode_strings, open_checked, read_row, schema_with_earlier, set_attrs
 
-FACES_SCHEMA = "tg-dfer/faces/1"
+FACES_SCHEMA = schema_with_earlier("tg-dfer/faces/2", "tg-dfer/faces/1")  # 2 added frame_status, frames_to_detection
 
 
 NUM_LANDMARKS = 68
@@ -32,13 +37,39 @@ class FaceRecord:
     score: np.ndarray | None = None  # (F,) float, detector confidence, 0 where no face was found
     landmarks: np.ndarray | None = None  # (F, 68, 2) float, NaN when the detector gives none
     crops: list[bytes] = field(default_factory=list)  # F encoded images, empty when failed
+    # (F,) str of FRAME_STATUSES: how each frame got its box; None (a record made without it): from the score
+    frame_status: np.ndarray | None = None
 
 
 FACE_STATUSES = ("ok", "partial", "no_face", "failed")
 
+# How a sampled frame got its box; a frame_status value is the position in this tuple (an HDF5 enum).
+# none: no crop (the clip failed); detected: the tracked face's detection; interpolated: between the
+# detections before and after it; held: the nearest detection's box, before the first or after the
+# last; centre: the clip has no detection, centred fallback crop; unknown: not recorded and no
+# detection score (a tg-dfer/faces/1 file). 0 is none, what an unwritten row reads as.
+FRAME_STATUSES = ("none", "detected", "interpolated", "held", "centre", "unknown")
+FRAME_STATUS_TYPE = h5py.enum_dtype({name: code for code, name in enumerate(FRAME_STATUSES)}, basetype="i1")
+FILLED = ("interpolated", "held")  # a face box taken from neighbouring detections
+
+
+def statuses_from_score(score: np.ndarray, failed: np.ndarray | bool) -> np.ndarray:
+    """What frames read as where their status was not recorded: ``detected`` where ``score`` > 0,
+    ``unknown`` elsewhere, ``none`` in a failed clip. (..., F) score; ``failed`` per clip, (...,)."""
+    return np.where(np.asarray(failed)[..., None], "none", np.where(score > 0, "detected", "unknown"))
+
+
+def frames_to_detection(detected: np.ndarray) -> np.ndarray:
+    """(..., F) int: how many sampled frames away the nearest detected frame of the clip is (0 on a
+    detected frame), -1 where the clip has none."""
+    frames = detected.shape[-1]
+    gaps = np.abs(np.arange(frames)[:, None] - np.arange(frames)[None, :])
+    nearest = np.where(detected[..., None, :], gaps, frames).min(axis=-1)
+    return np.where(nearest == frames, -1, nearest)
+
 
 class FacesWriter(AtomicH5):
-    """Appends :class:`FaceRecord` s to a new faces.h5 (schema ``tg-dfer/faces/1``)."""
+    """Appends :class:`FaceRecord` s to a new faces.h5 (schema ``tg-dfer/faces/2``)."""
 
     def __init__(self, path: str | Path, frames_per_clip: int, attrs: dict[str, Any]):
         super().__init__(path)
@@ -57,6 +88,8 @@ class FacesWriter(AtomicH5):
             "score": ((F,), np.float32),
             "landmarks": ((F, NUM_LANDMARKS, 2), np.float32),
             "crops": ((F,), BYTES),
+            "frame_status": ((F,), FRAME_STATUS_TYPE),
+            "frames_to_detection": ((F,), np.int16),
         }
         for name, (shape, dtype) in layout.items():
             self.handle.create_dataset(
@@ -90,6 +123,11 @@ def face_row(record: FaceRecord, frames: int) -> dict[str, Any]:
     crops = record.crops if record.crops else [b""] * F
     if len(crops) != F:
         raise ValueError(f"{record.clip_id}: {len(crops)} crops, expected {F}")
+    score = np.zeros(F) if record.score is None else record.score
+    frame_status = (statuses_from_score(score, failed) if record.frame_status is None
+                    else np.asarray(record.frame_status))
+    if not set(frame_status) <= set(FRAME_STATUSES):
+        raise ValueError(f"{record.clip_id}: unknown frame status {sorted(set(frame_status) - set(FRAME_STATUSES))}")
     return {
         "clip_id": record.clip_id,
         "status": record.status,
@@ -97,14 +135,20 @@ def face_row(record: FaceRecord, frames: int) -> dict[str, Any]:
         "source_frames": record.source_frames,
         "frame_index": np.full(F, -1) if failed else record.frame_index,
         "box": np.full((F, 4), np.nan) if record.box is None else record.box,
-        "score": np.zeros(F) if record.score is None else record.score,
+        "score": score,
         "landmarks": np.full((F, NUM_LANDMARKS, 2), np.nan) if record.landmarks is None else record.landmarks,
         "crops": list(crops),
+        "frame_status": np.array([FRAME_STATUSES.index(value) for value in frame_status], dtype=np.int8),
+        "frames_to_detection": frames_to_detection(frame_status == "detected"),
     }
 
 
 class FacesFile:
-    """Read access to a faces.h5; arrays are loaded lazily, crops decoded per clip."""
+    """Read access to a faces.h5; arrays are loaded lazily, crops decoded per clip.
+
+    ``frame_status`` ((N, F) str) and ``frames_to_detection`` ((N, F) int) are the file's own, or,
+    for a ``tg-dfer/faces/1`` file, which did not record them, derived from its scores.
+    """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -114,6 +158,13 @@ class FacesFile:
         self.status = decode_strings(self.handle["status"][:])
         self.reason = decode_strings(self.handle["reason"][:])
         self.frames_per_clip = int(self.attrs["frames_per_clip"])
+        if self.attrs["schema"] == FACES_SCHEMA:
+            self.frame_status = np.array(FRAME_STATUSES)[self.handle["frame_status"][:]]
+            self.frames_to_detection = self.handle["frames_to_detection"][:].astype(int)
+        else:
+            failed = np.array([value == "failed" for value in self.status], dtype=bool)
+            self.frame_status = statuses_from_score(self.handle["score"][:], failed)
+            self.frames_to_detection = frames_to_detection(self.frame_status == "detected")
 
     def __len__(self) -> int:
         return len(self.clip_id)
