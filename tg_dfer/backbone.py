@@ -9,6 +9,10 @@ Weights come from, in this order of precedence:
   A plain file may wrap it as ``{"state_dict": ..., "demo_weights": true, ...}``: the demo's own
   backbone (``tg_dfer.demo.pretrain``), trained on rendered faces only. It is refused unless the
   caller allows demo weights, and every file made from it records ``demo_weights = True``.
+  Wrapped as ``{"state_dict": ..., "random_weights": true, "seed": s}`` it holds the seeded random
+  weights of ``checkpoint="random"`` with seed s (tests put such a file where real weights go, to
+  run the real loading path); it loads as those, recorded as random, only when the caller allows
+  random weights.
 * nothing: the clip package's own cache file (``~/.cache/clip/ViT-B-32.pt`` for ViT-B/32),
   fetched there from OpenAI's address on first use when downloads are allowed, its SHA-256 checked
   (:mod:`tg_dfer.weights`).
@@ -69,6 +73,8 @@ class BackboneSpec:
     download: str = "never"  # auto | never: fetch the cache file when it is missing (a path is never replaced)
     # The demo's own backbone learnt rendered faces only: it loads only when this is set.
     allow_demo_weights: bool = False
+    # A weights file marked as random weights (tests) loads only when this is set.
+    allow_random_weights: bool = False
 
     def __post_init__(self) -> None:
         if self.download not in DOWNLOADS:
@@ -148,26 +154,34 @@ def random_weights_model(name: str = "ViT-B/32", seed: int = 0) -> CLIP:
     return model.float().eval()
 
 
-def _read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], bool]:
-    """The CLIP state_dict of a checkpoint file and whether it is marked as demo weights."""
+@dataclass(frozen=True)
+class _Checkpoint:
+    state_dict: dict[str, torch.Tensor]
+    demo: bool = False  # marked as the demo's own backbone
+    random_seed: int | None = None  # marked as the seeded random weights of this seed
+
+
+def _read_checkpoint(path: Path) -> _Checkpoint:
+    """The CLIP state_dict of a checkpoint file and what it is marked as."""
     try:
         with open(path, "rb") as handle, warnings.catch_warnings():
             # OpenAI publishes TorchScript archives; torch.jit.load is the only reader for them.
             warnings.filterwarnings("ignore", message=".*torch.jit.load. is deprecated", category=FutureWarning)
-            return torch.jit.load(handle, map_location="cpu").state_dict(), False
+            return _Checkpoint(torch.jit.load(handle, map_location="cpu").state_dict())
     except RuntimeError:
         pass  # not TorchScript: a plain state_dict
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several unrelated types for foreign files
         raise WeightsError(f"{path}: not a CLIP checkpoint (neither TorchScript nor a state_dict): {error}") from error
-    demo = False
+    marks = {}
     if isinstance(loaded, dict) and "state_dict" in loaded:
-        demo = bool(loaded.get("demo_weights", False))
+        marks = {"demo": bool(loaded.get("demo_weights", False)),
+                 "random_seed": int(loaded.get("seed", 0)) if loaded.get("random_weights") else None}
         loaded = loaded["state_dict"]
     if not isinstance(loaded, dict) or "text_projection" not in loaded:
         raise WeightsError(f"{path}: no CLIP weights in this file (no 'text_projection' tensor)")
-    return loaded, demo
+    return _Checkpoint(loaded, **marks)
 
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -201,7 +215,11 @@ def load_backbone(spec: BackboneSpec, device: str = "cpu", precision: str = "aut
         if not path.is_file():
             raise WeightsError(f"CLIP weights for {name} not found at {path}: give the path of the weights file "
                                "you have as the checkpoint, or none for the clip package's cache file")
-        state_dict, demo = _read_checkpoint(path)
+        checkpoint = _read_checkpoint(path)
+        state_dict, demo = checkpoint.state_dict, checkpoint.demo
+        if checkpoint.random_seed is not None and not spec.allow_random_weights:
+            raise WeightsError(f"{path} holds seeded random weights (a test's stand-in): features from them mean "
+                               "nothing. Put the real CLIP weights there")
         if demo and not spec.allow_demo_weights:
             raise WeightsError(f"{path} holds the demo's own backbone, trained on rendered faces only: its features "
                                "mean nothing for real footage. Use real CLIP weights (an empty checkpoint: the "
@@ -213,7 +231,12 @@ def load_backbone(spec: BackboneSpec, device: str = "cpu", precision: str = "aut
                                    if key not in ("input_resolution", "context_length", "vocab_size")})
         except (KeyError, RuntimeError) as error:
             raise WeightsError(f"{path}: weights do not fit a CLIP model: {error}") from error
-        loaded = Backbone(model, name, sha256_file(path), random_weights=False, source=str(path), demo_weights=demo)
+        if checkpoint.random_seed is not None:  # recorded as checkpoint="random" would be, so predict remakes them
+            loaded = Backbone(model, name, state_dict_sha256(model.state_dict()), random_weights=True,
+                              source=f"random(seed={checkpoint.random_seed})")
+        else:
+            loaded = Backbone(model, name, sha256_file(path), random_weights=False, source=str(path),
+                              demo_weights=demo)
     for parameter in loaded.model.parameters():
         parameter.requires_grad_(False)
     loaded.model.to(device=device, dtype=dtype)

@@ -20,12 +20,13 @@ def backbone_spec(params: dict[str, Any], path: str = DEFAULT_PARAMS) -> Backbon
     """The section checked; random and demo weights only for the demo dataset (or tests that ask)."""
     values = section(params, "clip", path)
     demo = is_demo(params)
+    random_allowed = demo or os.environ.get(RANDOM_WEIGHTS_ENV) == "1"
     spec = BackboneSpec(name=require(values, "model", str, "clip"), checkpoint=values.get("checkpoint") or None,
                         seed=require(values, "seed", int, "clip"),
                         download=require(values, "download", str, "clip", choices=DOWNLOADS),
                         # The demo's own backbone learnt rendered faces only (tg_dfer.backbone refuses it otherwise).
-                        allow_demo_weights=demo)
-    if spec.checkpoint == "random" and not demo and os.environ.get(RANDOM_WEIGHTS_ENV) != "1":
+                        allow_demo_weights=demo, allow_random_weights=random_allowed)
+    if spec.checkpoint == "random" and not random_allowed:
         adapter = section(params, "dataset").get("adapter")
         raise click.ClickException(
             "params: clip.checkpoint = random is only for the demo dataset: features from random CLIP weights "

@@ -38,7 +38,7 @@ def export(folds: tuple[int, ...], weights: str, out_path: str | None, zero_shot
     Inputs:  models/<dataset>/fold<K>/model.pt of each fold, data/<dataset>/faces.h5 and
              features.h5 (their root attributes only: the face, frame and CLIP settings the
              model was trained with).
-    Output:  one file (schema tg-dfer/model/3, docs/contracts.md): per fold the chosen weights
+    Output:  one file (schema tg-dfer/model/4, docs/contracts.md): per fold the chosen weights
              (with the cached and learnt text embeddings), model config and prompt texts; the
              class names, the faces settings, frames per clip, and the CLIP model name and
              SHA-256 that `predict` checks. Ensemble members' probabilities are averaged.

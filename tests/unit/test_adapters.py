@@ -1,4 +1,5 @@
-"""The DFEW, FERV39k and MAFW adapters on tiny fake trees in each dataset's own layout.
+"""The DFEW, FERV39k and MAFW adapters on tiny fake trees in each dataset's own layout
+(tests/helpers/dataset_trees.py).
 
 The prepare stage does not decode clips, so clip files are a few bytes and frame folders hold
 empty files named like frames.
@@ -25,53 +26,7 @@ from tg_dfer.datasets.protocols import PROTOCOLS, describe, protocol_check
 from tg_dfer.prompt_sets import load_prompt_set
 
 from helpers import REPO
-
-FOLDS = (1, 2, 3, 4, 5)
-
-
-def frame_folder(folder: Path, prefix: str, count: int = 2) -> None:
-    folder.mkdir(parents=True)
-    for index in range(1, count + 1):
-        (folder / f"{prefix}_{index:05d}.jpg").write_bytes(b"")
-
-
-def write_lines(path: Path, lines: list[str]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
-    return path
-
-
-def write_clips(folder: Path, clips, variant: str) -> None:
-    """A frame folder or a few-byte video file per clip."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for clip in clips:
-        if variant == "frames":
-            frame_folder(folder / clip, clip)
-        else:
-            (folder / f"{clip}.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
-
-
-def five_folds(clips: list[str]) -> dict[int, list[str]]:
-    """Test clips of each fold: a round-robin partition."""
-    return {fold: clips[fold - 1::len(FOLDS)] for fold in FOLDS}
-
-
-# --- DFEW ------------------------------------------------------------------------------------
-
-
-def dfew_tree(root: Path, variant: str, split_spelling: str = "-", header: bool = True) -> dict[str, int]:
-    """10 clips numbered 1..10 with DFEW label ids cycling 1..7; returns clip id -> DFEW label id."""
-    labels = {f"{number:05d}": (number - 1) % 7 + 1 for number in range(1, 11)}
-    tests = five_folds(list(labels))
-    for fold in FOLDS:
-        for part in ("train", "test"):
-            names = tests[fold] if part == "test" else [clip for clip in labels if clip not in tests[fold]]
-            # The official CSVs store plain numbers: no zero padding.
-            rows = (["video_name,label"] if header else []) + [f"{int(clip)},{labels[clip]}" for clip in names]
-            folder = root / "EmoLabel_DataSplit" / f"{part}(single{split_spelling}labeled)"
-            write_lines(folder / f"set_{fold}.csv", rows)
-    write_clips(root / ("Clip/clip_224x224" if variant == "frames" else "Clip/original"), labels, variant)
-    return labels
+from helpers.dataset_trees import FOLDS, dfew_tree, ferv39k_tree, five_folds, mafw_tree, write_lines
 
 
 def expected_folds(labels: dict[str, int]) -> dict[str, int]:
@@ -191,16 +146,6 @@ def test_no_listed_clip_found_is_an_error_not_an_empty_manifest(tmp_path):
 # --- FERV39k ---------------------------------------------------------------------------------
 
 
-def ferv39k_tree(root: Path) -> tuple[list[str], list[str]]:
-    train = ["Action/Sad/0010 Sad", "Action/Happy/0001 Happy", "Argue/Angry/0002 Angry", "Argue/Fear/0000 Fear"]
-    test = ["Action/Neutral/0015 Neutral", "Argue/Surprise/0003 Surprise", "Argue/Disgust/0004 Disgust"]
-    write_lines(root / "4_setups/All_scenes/train_All.csv", train)
-    write_lines(root / "4_setups/All_scenes/test_All.csv", test)
-    for line in train + test:
-        frame_folder(root / "2_ClipsforFaceCrop" / line.split()[0], "frame")
-    return train, test
-
-
 def test_ferv39k_maps_folder_names_by_name_and_test_list_to_fold_1(tmp_path):
     train, test = ferv39k_tree(tmp_path)
     gone = tmp_path / "2_ClipsforFaceCrop/Argue/Fear/0000"
@@ -248,19 +193,6 @@ def test_ferv39k_has_no_original_variant(tmp_path):
 
 
 # --- MAFW ------------------------------------------------------------------------------------
-
-
-def mafw_tree(root: Path, variant: str, classes: list[str]) -> dict[str, str]:
-    """One clip per class, numbered like MAFW's files; returns clip id -> class name."""
-    labels = {f"{index * 7 + 3:05d}": name for index, name in enumerate(classes)}
-    tests = five_folds(list(labels))
-    splits = root / "Train & Test Set/single/no_caption"
-    for fold in FOLDS:
-        write_lines(splits / f"set_{fold}/test.txt", [f"{clip}.mp4 {labels[clip]}" for clip in tests[fold]])
-        write_lines(splits / f"set_{fold}/train.txt",
-                    [f"{clip}.mp4 {labels[clip]}" for clip in labels if clip not in tests[fold]])
-    write_clips(root / ("data/frames" if variant == "frames" else "data/clips"), labels, variant)
-    return labels
 
 
 @pytest.mark.parametrize("variant", ["frames", "original"])

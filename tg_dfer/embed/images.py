@@ -286,7 +286,11 @@ def _image_encoder(loaded: Backbone, compile: bool) -> Callable[[torch.Tensor], 
 def _launch(clips: list[ClipCrops], encode: Callable, device: torch.device, views: int, seed: int, resolution: int,
             pad_to: int) -> tuple[torch.Tensor, torch.cuda.Event | None]:
     """Start encoding every view of ``clips``; returns the embeddings (on their way to the CPU) and an event."""
-    seen = [view_frames(clip.frames.to(device, non_blocking=True), clip.clip_id, views, seed) for clip in clips]
+    # Only the valid frames pass through CLIP: padding repeats the last frame (docs/contracts.md), so its
+    # embedding is copied below. A clip cut short of F frames (16-frame DFEW crops cached at 48) costs
+    # its own frames, not F.
+    seen = [view_frames(clip.frames[:clip.valid].to(device, non_blocking=True), clip.clip_id, views, seed)
+            for clip in clips]
     if len({tuple(frames.shape) for frames in seen}) == 1:
         pixels = preprocess(torch.cat(seen), resolution)  # (n * V * F, 3, S, S)
     else:  # crop sizes differ between clips: resize each clip on its own
@@ -294,7 +298,13 @@ def _launch(clips: list[ClipCrops], encode: Callable, device: torch.device, view
     count = pixels.shape[0]
     if count < pad_to:
         pixels = torch.cat([pixels, pixels.new_zeros(pad_to - count, *pixels.shape[1:])])
-    embedded = encode(pixels)[:count].to("cpu", non_blocking=True)  # (n * V * F, D)
+    distinct = encode(pixels)[:count]  # (sum over clips of V * valid, D)
+    frames = len(clips[0].crops)
+    padded = []
+    for clip, rows in zip(clips, distinct.split([views * clip.valid for clip in clips])):
+        rows = rows.reshape(views, clip.valid, -1)  # (V, valid, D)
+        padded.append(torch.cat([rows, rows[:, -1:].expand(-1, frames - clip.valid, -1)], dim=1).flatten(0, 1))
+    embedded = torch.cat(padded).to("cpu", non_blocking=True)  # (n * V * F, D)
     event = None
     if device.type == "cuda":
         event = torch.cuda.Event()

@@ -1,4 +1,4 @@
-"""The exported model file (schema ``tg-dfer/model/3``, docs/contracts.md).
+"""The exported model file (schema ``tg-dfer/model/4``, docs/contracts.md).
 
 It bundles one fold or an ensemble of folds with everything inference needs: the weights (X^CP
 and X^FP, the cached and learnt text embeddings, are buffers inside them), the model config, class
@@ -27,9 +27,10 @@ from tg_dfer.hashes import WeightsMismatch, check_same_weights, sha256_file
 from tg_dfer.io.payload import load_payload
 from tg_dfer.training.checkpoint import CHECKPOINT_READABLE
 
-MODEL_FORMAT = "tg-dfer/model/3"
-# 2 added zero_shot (a file of 1 is a trained model); 3 renamed the "clip" record "backbone".
-READABLE_FORMATS = ("tg-dfer/model/1", "tg-dfer/model/2", MODEL_FORMAT)
+MODEL_FORMAT = "tg-dfer/model/4"
+# 2 added zero_shot (a file of 1 is a trained model); 3 renamed the "clip" record "backbone"; 4 added
+# coarse_text_gain and init to model_config (earlier files were made with their defaults, 4.0 and identity).
+READABLE_FORMATS = ("tg-dfer/model/1", "tg-dfer/model/2", "tg-dfer/model/3", MODEL_FORMAT)
 
 
 class ModelFileError(Exception):

@@ -1,4 +1,4 @@
-"""Fold checkpoints (format ``tg-dfer/checkpoint/2``): writing, reading, and the model they rebuild."""
+"""Fold checkpoints (format ``tg-dfer/checkpoint/3``): writing, reading, and the model they rebuild."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ from tg_dfer.model import TGDFER, ModelConfig, PromptLearner, TextEncoder
 if TYPE_CHECKING:  # the loop is not needed to read checkpoints (evaluation, inference)
     from tg_dfer.training.loop import TrainResult
 
-CHECKPOINT_FORMAT = "tg-dfer/checkpoint/2"
-# /1 lacks cpu_profile (docs/contracts.md); it reads the same otherwise.
-CHECKPOINT_READABLE = (CHECKPOINT_FORMAT, "tg-dfer/checkpoint/1")
+CHECKPOINT_FORMAT = "tg-dfer/checkpoint/3"
+# /1 lacks cpu_profile (docs/contracts.md); /2 and /1 lack model_config's coarse_text_gain and init and
+# train_config's prompt_lr_scope, and were trained with their defaults; they read the same otherwise.
+CHECKPOINT_READABLE = (CHECKPOINT_FORMAT, "tg-dfer/checkpoint/2", "tg-dfer/checkpoint/1")
 
 
 class CheckpointError(Exception):
