@@ -106,3 +106,16 @@ def test_encode_images_is_normalised_and_batch_independent(tiny_clip_model, tmp_
     alone = torch.cat([encode_images(loaded, pixels[i:i + 1]) for i in range(4)])
     assert torch.allclose(together.norm(dim=-1), torch.ones(4), atol=1e-5)
     assert torch.allclose(together, alone, atol=1e-5)
+
+
+def test_a_file_of_seeded_random_weights_loads_as_those_only_where_random_weights_are_allowed(tmp_path):
+    path = tmp_path / "ViT-B-32.pt"
+    torch.save({"state_dict": random_weights_model("ViT-B/32", 2).state_dict(), "random_weights": True, "seed": 2},
+               path)
+    with pytest.raises(WeightsError, match="seeded random weights .* Put the real CLIP weights there"):
+        load_backbone(BackboneSpec("ViT-B/32", path))
+    from_file = load_backbone(BackboneSpec("ViT-B/32", path, allow_random_weights=True))
+    remade = load_backbone(BackboneSpec("ViT-B/32", "random", seed=2))
+    # Recorded as checkpoint=random would be, so a model file made from it remakes the same weights.
+    assert from_file.random_weights and from_file.source == "random(seed=2)" == remade.source
+    assert from_file.sha256 == remade.sha256 != load_backbone(BackboneSpec("ViT-B/32", "random", seed=3)).sha256

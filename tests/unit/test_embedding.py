@@ -126,3 +126,24 @@ def test_batches_read_in_one_block_give_each_clips_own_crops(tmp_path):
             for clip in batch:
                 own = faces.crops(ids.index(clip.clip_id))
                 assert [bytes(crop) for crop in clip.crops] == [bytes(own[p]) for p in positions]
+
+def test_padding_frames_are_copies_of_the_last_valid_frame_and_only_valid_frames_are_encoded(tmp_path, tiny,
+                                                                                              one_thread):
+    """A clip of 3 source frames cached at 6 (the last repeated) and embedded at 6: 3 images per view
+    pass through CLIP, and frames 3-5 of every view are frame 2's embedding."""
+    rng = np.random.default_rng(1)
+    images = smooth_faces(3, 40, rng)
+    crops = [encode_image(image, "jpeg") for image in [*images, images[-1], images[-1], images[-1]]]
+    with FacesWriter(tmp_path / "faces.h5", 6, {"image_format": "jpeg"}) as writer:
+        writer.append(FaceRecord("short", "ok", source_frames=3, frame_index=np.array([0, 1, 2, 2, 2, 2]),
+                                 box=np.zeros((6, 4)), score=np.ones(6), crops=crops))
+    seen = []
+    forward = tiny.model.encode_image
+    tiny.model.encode_image = lambda pixels: seen.append(len(pixels)) or forward(pixels)
+    summary, cache = run_embed(tmp_path, tiny, tmp_path / "faces.h5", ["short"], frames=6, views=2)
+    assert seen == [2 * 3] and cache.num_frames.tolist() == [3]
+    features = cache.features[0]  # (V, F, D)
+    for view in range(2):
+        assert all(np.array_equal(features[view, frame], features[view, 2]) for frame in (3, 4, 5))
+    expected = reference(tiny, tmp_path / "faces.h5", [0], 6, 2)[0]
+    assert np.abs(features[:, :3].astype(np.float32) - expected[:, :3]).max() < 2e-3
