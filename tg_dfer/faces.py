@@ -5,12 +5,16 @@ The detectors are in :mod:`tg_dfer.detectors`.
 Policy for one clip: detect on the sampled frames only, keep one face track (the detection that
 best overlaps the median of each frame's largest face), fill frames without a face from their
 neighbours, smooth centre, size and angle over time, and cut square crops of ``crop_size``.
-Frames without a detection take their box from the detections around them: interpolated
-linearly in time between the one before and the one after (frame status ``interpolated``), the
-nearest one's before the first and after the last detection (``held``). They record score 0 (a
-filled box is not a detection) and their frame status says how the box came. Only a clip with no
-face anywhere gets a centred fallback crop (``centre``). The error of filled boxes against the
-detector's on clean footage is measured in docs/robustness.md (benchmarks/face_fill.py).
+Frames without a detection take their box from the detections around them. First the face of
+the nearest detection is looked for there (:func:`follow_face`: its grey levels matched by
+normalised cross-correlation near where the track would put it); where it is found, the box moves
+there (frame status ``tracked``). The box of a frame where it is not found is interpolated
+linearly in time between the boxes (detected or tracked) before and after it (``interpolated``),
+or is the nearest one's before the first and after the last (``held``). Size and angle always
+come from the detections around.
+Filled frames record score 0 (a filled box is not a detection). Only a clip with no face anywhere
+gets a centred fallback crop (``centre``). How far filled boxes lie from the detector's on clean
+footage, with matching and without: docs/robustness.md (benchmarks/face_fill.py).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import cv2
 import numpy as np
 
 from tg_dfer.detectors import Detection, DetectorSettings, HaarSearch
-from tg_dfer.io.faces_h5 import NUM_LANDMARKS, FaceRecord
+from tg_dfer.io.faces_h5 import FILLED, NUM_LANDMARKS, FaceRecord
 from tg_dfer.io.images import IMAGE_FORMATS, encode_image
 from tg_dfer.sampling import MODES, segment_indices
 from tg_dfer.video import Clip, VideoError, open_video
@@ -136,6 +140,44 @@ def fill_status(found: np.ndarray) -> np.ndarray:
     return np.where(found, "detected", np.where((frames > rows[0]) & (frames < rows[-1]), "interpolated", "held"))
 
 
+MIN_CORRELATION = 0.5  # of a match in follow_face; measured in docs/robustness.md
+SEARCH = 0.75  # face sides around the filled box's centre that follow_face searches, each way
+
+
+def follow_face(frames: np.ndarray, track: list[Detection | None], guess: np.ndarray) -> np.ndarray:
+    """(F, 2) centre of the tracked face in the frames without a detection, NaN where it is not found.
+
+    The face of the nearest detection (its box's grey levels) is matched by normalised
+    cross-correlation (``cv2.TM_CCOEFF_NORMED``, invariant to brightness and contrast, so a frame
+    gone dark still matches) within SEARCH face sides of ``guess`` ((F, 2), the filled box's
+    centre), and kept where the best match reaches MIN_CORRELATION. A flat frame correlates with
+    nothing and keeps its filled box, and so does the face of a flat detection.
+    """
+    found = np.flatnonzero([detection is not None for detection in track])
+    centres = np.full((len(frames), 2), np.nan)
+    height, width = frames.shape[1:3]
+    for row in np.flatnonzero([detection is None for detection in track]):
+        nearest = found[np.argmin(np.abs(found - row))]
+        x0, y0, x1, y1 = np.clip(np.round(track[nearest].box).astype(int), 0, [width, height, width, height])
+        face_w, face_h = x1 - x0, y1 - y0
+        if min(face_w, face_h) < 8:
+            continue
+        template = cv2.cvtColor(frames[nearest, y0:y1, x0:x1], cv2.COLOR_RGB2GRAY)
+        if template.std() < 1.0:  # no texture to match: it would correlate with anything (or nothing)
+            continue
+        left = max(int(guess[row, 0] - (0.5 + SEARCH) * face_w), 0)
+        top = max(int(guess[row, 1] - (0.5 + SEARCH) * face_h), 0)
+        right = min(int(guess[row, 0] + (0.5 + SEARCH) * face_w), width)
+        bottom = min(int(guess[row, 1] + (0.5 + SEARCH) * face_h), height)
+        if right - left < face_w or bottom - top < face_h:
+            continue
+        region = cv2.cvtColor(frames[row, top:bottom, left:right], cv2.COLOR_RGB2GRAY)
+        _, peak, _, (x, y) = cv2.minMaxLoc(cv2.matchTemplate(region, template, cv2.TM_CCOEFF_NORMED))
+        if peak >= MIN_CORRELATION:
+            centres[row] = (left + x + face_w / 2, top + y + face_h / 2)
+    return centres
+
+
 def eye_angle(landmarks: np.ndarray) -> float:
     """Degrees to rotate by so that the eye centres (68-point scheme) are level."""
     left, right = landmarks[36:42].mean(axis=0), landmarks[42:48].mean(axis=0)
@@ -154,8 +196,12 @@ def crop_square(frame: np.ndarray, centre: tuple[float, float], side: float, ang
 
 
 def crop_clip(clip_id: str, clip: Clip, detector, policy: CropPolicy,
-              rng: np.random.Generator | None = None) -> FaceRecord:
-    """Sample, detect, track and crop one clip. Decoding errors propagate as ``VideoError``."""
+              rng: np.random.Generator | None = None, follow: bool = True) -> FaceRecord:
+    """Sample, detect, track and crop one clip. Decoding errors propagate as ``VideoError``.
+
+    ``follow=False`` leaves out :func:`follow_face` (the boxes of frames without a detection are
+    then interpolated or held only): what benchmarks/face_fill.py measures matching against.
+    """
     F = policy.frames_per_clip
     indices, _ = segment_indices(clip.info.num_frames, F, policy.sampling, rng)
     frames = clip.read(indices, max_side=policy.max_side)  # (F, h, w, 3), possibly downscaled
@@ -179,9 +225,17 @@ def crop_clip(clip_id: str, clip: Clip, detector, policy: CropPolicy,
         side = max(x1 - x0, y1 - y0) * (policy.margin if detector.name != "none" else 1.0)
         geometry[row] = ((x0 + x1) / 2, (y0 + y1) / 2, side, angle)
         score[row] = detection.score
+    frame_status = fill_status(found)
     if not found.any():
         height, width = frames.shape[1:3]
         geometry[:] = (width / 2, height / 2, min(width, height), 0.0)
+    elif follow and not found.all():
+        filled = fill_and_smooth(geometry, 1)
+        centres = follow_face(frames, track, filled[:, :2])
+        tracked = ~np.isnan(centres[:, 0])
+        geometry[tracked] = np.column_stack([centres[tracked], filled[tracked, 2:]])
+        # The frames still without a box are filled between (or held from) detected and tracked ones.
+        frame_status = np.where(tracked, "tracked", fill_status(found | tracked))
     geometry = fill_and_smooth(geometry, policy.smooth)
 
     crops, boxes = [], np.zeros((F, 4), dtype=np.float32)
@@ -189,13 +243,13 @@ def crop_clip(clip_id: str, clip: Clip, detector, policy: CropPolicy,
         crop = crop_square(frames[row], (cx, cy), side, angle, policy.crop_size)
         crops.append(encode_image(crop, policy.image_format, policy.jpeg_quality))
         boxes[row] = np.array([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2]) * scale
-    frame_status = fill_status(found)
     if found.all():
         status, reason = "ok", ""
     elif found.any():
-        interpolated, held = (int(np.count_nonzero(frame_status == name)) for name in ("interpolated", "held"))
+        tracked, interpolated, held = (int(np.count_nonzero(frame_status == name)) for name in FILLED)
         status, reason = "partial", (f"face found in {found.sum()} of {F} sampled frames; the others' boxes from "
-                                     f"the detections around them ({interpolated} interpolated, {held} held)")
+                                     f"the detections around them ({tracked} tracked, {interpolated} interpolated, "
+                                     f"{held} held)")
     else:
         status, reason = "no_face", f"no face found in any of {F} sampled frames; centre crop used"
     return FaceRecord(clip_id=clip_id, status=status, reason=reason, source_frames=clip.info.num_frames,

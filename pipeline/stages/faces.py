@@ -73,8 +73,9 @@ def faces(params_path: str, shard: Shard | None, merge_count: int | None, worker
     processes, then --merge N (docs/robustness.md).
 
     Frames without a detection keep score 0 and take their box from the detections around them:
-    interpolated between two, or held from the nearest at the clip's ends (faces.h5 frame_status
-    says which; docs/robustness.md measures how far those boxes lie). The opencv detector
+    where the nearest detection's face is found again by matching (tracked), else interpolated
+    between two boxes or held from the nearest at the clip's ends (faces.h5 frame_status says which;
+    docs/robustness.md measures how far those boxes lie). The opencv detector
     runs its frontal cascade on every sampled frame and, only where that finds nothing, the passes
     of faces.opencv: equalise (again on the CLAHE-equalised luma, down to 24 px faces), tilt
     (degrees: also on that frame turned by +tilt and -tilt, the crop turned back upright; 0 = off),

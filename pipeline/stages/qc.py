@@ -30,8 +30,8 @@ def qc(params_path: str, show: int) -> None:
     One row per clip whose faces status is not 'ok' or that embed skipped, with the columns
     clip_id, path, status (ok | partial | no_face | failed), face_frames (sampled frames with a
     face) of frames, embedded (yes | no | empty before embed has run) and reason (for a partial
-    clip also how many of the other frames' boxes were interpolated between detections and how many
-    held from the nearest). Prints the counts per status and the first rows.
+    clip also how many of the other frames' boxes were tracked, interpolated and held from the
+    detections around them). Prints the counts per status and the first rows.
 
     Params: none of its own; dataset.name picks the files.
     """

@@ -57,7 +57,29 @@ def test_missed_frames_are_interpolated_between_detections_and_held_at_the_ends(
     assert np.allclose(record.box[:, 2] - record.box[:, 0], 50 * 1.3)  # the side of the detections, with margin
     assert record.status == "partial"
     assert record.reason == ("face found in 4 of 8 sampled frames; the others' boxes from the detections around "
-                             "them (2 interpolated, 2 held)")
+                             "them (0 tracked, 2 interpolated, 2 held)")
+
+
+def test_a_face_the_detector_misses_is_followed_by_matching_where_it_is_to_be_seen():
+    face = np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)  # a textured 40 px "face"
+    where = [40, 50, 75, 95, 80, 60, None, 70]  # its centre x per frame (y 60); gone from frame 6
+    frames = np.full((8, 120, 160, 3), 90, np.uint8)
+    for row, x in enumerate(where):
+        if x is not None:
+            frames[row, 40:80, x - 20:x + 20] = face
+    record = crop_clip("clip", Frames(frames), FoundIn({1: 50.0, 4: 80.0, 7: 70.0}),
+                       CropPolicy(frames_per_clip=8, smooth=1))
+    assert record.frame_status.tolist() == ["tracked", "detected", "tracked", "tracked", "detected", "tracked",
+                                            "interpolated", "detected"]
+    centres = (record.box[:, 0] + record.box[:, 2]) / 2
+    # Found where it is, off the line between detections; frame 6 is interpolated between the
+    # tracked box before it and the detection after it.
+    assert centres == pytest.approx([40, 50, 75, 95, 80, 60, 65, 70])
+    assert (record.score[record.frame_status != "detected"] == 0).all()
+    untracked = crop_clip("clip", Frames(frames), FoundIn({1: 50.0, 4: 80.0, 7: 70.0}),
+                          CropPolicy(frames_per_clip=8, smooth=1), follow=False)
+    assert untracked.frame_status.tolist() == ["held", "detected", "interpolated", "interpolated", "detected",
+                                               "interpolated", "interpolated", "detected"]
 
 
 def test_a_clip_without_a_detection_is_centred_and_one_with_all_is_detected():
@@ -86,7 +108,7 @@ def test_frame_status_and_distance_to_a_detection_round_trip(tmp_path):
         assert faces.frames_to_detection.tolist() == [[1, 0, 0, 1, 1, 0, 1, 2], [-1] * 8, [1, 0, 1, 2, 3, 2, 1, 0]]
         # Any HDF5 reader sees the names: an enum type of int8 codes.
         assert h5py.check_enum_dtype(faces.handle["frame_status"].dtype) == {
-            "none": 0, "detected": 1, "interpolated": 2, "held": 3, "centre": 4, "unknown": 5}
+            "none": 0, "detected": 1, "tracked": 2, "interpolated": 3, "held": 4, "centre": 5, "unknown": 6}
         copied = tmp_path / "merged.h5"
         with FacesWriter(copied, 8, {}) as writer:  # what --merge does with the rows of shard files
             writer.append_row(faces.row(0))
@@ -96,7 +118,7 @@ def test_frame_status_and_distance_to_a_detection_round_trip(tmp_path):
 
 def test_an_unknown_frame_status_is_refused():
     record = crop({1: 60.0})
-    record.frame_status = np.array(["tracked"] * 8)
+    record.frame_status = np.array(["guessed"] * 8)
     with pytest.raises(ValueError, match="unknown frame status"):
         face_row(record, 8)
 
@@ -117,5 +139,6 @@ def test_the_faces_summary_counts_frames_by_status(tmp_path):
                                          FaceRecord("bad", "failed", "no file")])
     manifest = SimpleNamespace(rows=[SimpleNamespace(clip_id="clip", path="clip.mp4")])
     report = face_report(path, manifest)
-    assert report["frame_status"] == {"detected": 4, "interpolated": 2, "held": 2, "centre": 8, "unknown": 0}
+    assert report["frame_status"] == {"detected": 4, "tracked": 0, "interpolated": 2, "held": 2, "centre": 8,
+                                      "unknown": 0}
     assert report["face_frame_rate"] == 0.25 and report["face_box_rate"] == 0.5

@@ -44,13 +44,14 @@ class FaceRecord:
 FACE_STATUSES = ("ok", "partial", "no_face", "failed")
 
 # How a sampled frame got its box; a frame_status value is the position in this tuple (an HDF5 enum).
-# none: no crop (the clip failed); detected: the tracked face's detection; interpolated: between the
-# detections before and after it; held: the nearest detection's box, before the first or after the
-# last; centre: the clip has no detection, centred fallback crop; unknown: not recorded and no
-# detection score (a tg-dfer/faces/1 file). 0 is none, what an unwritten row reads as.
-FRAME_STATUSES = ("none", "detected", "interpolated", "held", "centre", "unknown")
+# none: no crop (the clip failed); detected: the tracked face's detection; tracked: no detection,
+# the nearest detection's face found again by matching; interpolated: no detection, the box between
+# the detections before and after it; held: no detection, the nearest detection's box, before the
+# first or after the last; centre: the clip has no detection, centred fallback crop; unknown: not
+# recorded and no detection score (a tg-dfer/faces/1 file). 0 is none, what an unwritten row reads as.
+FRAME_STATUSES = ("none", "detected", "tracked", "interpolated", "held", "centre", "unknown")
 FRAME_STATUS_TYPE = h5py.enum_dtype({name: code for code, name in enumerate(FRAME_STATUSES)}, basetype="i1")
-FILLED = ("interpolated", "held")  # a face box taken from neighbouring detections
+FILLED = ("tracked", "interpolated", "held")  # a face box taken from the detections around the frame
 
 
 def statuses_from_score(score: np.ndarray, failed: np.ndarray | bool) -> np.ndarray:
