@@ -1,10 +1,10 @@
 """Profiles: named sets of method settings, and the dataset recipes that ``tg-dfer use`` writes.
 
 A profile (pipeline/profiles/<name>.yaml) holds the settings that make a run "the paper's" or "the
-demo's": the backbone, the cached frames and views, the whole model and its optimisation. The
-paper profile cites the paper (or a listed choice) for every value; the demo profile is what the
-committed demo runs. pipeline/profiles/datasets.yaml says, per dataset, what else a run needs (the
-adapter, prompt set, folds, and the face detector of each variant). params.yaml stays the one file
+demo's": the cached frames and views, the whole model and its optimisation. The paper profile
+cites the paper (or a listed choice) for every value; the demo profile is what the committed demo
+runs. pipeline/profiles/datasets.yaml says, per dataset, what else a run needs (the adapter, the
+backbone, prompt set, folds, and the face detector of each variant). params.yaml stays the one file
 the stages read: a profile is written into it, never read beside it, so DVC tracks every value.
 """
 
@@ -58,6 +58,11 @@ def lookup(params: dict[str, Any], key: str) -> Any:
     return value
 
 
+def same_setting(value: Any, other: Any) -> bool:
+    """Equal as params values: YAML's true is not 1, nor false 0."""
+    return value == other and isinstance(value, bool) == isinstance(other, bool)
+
+
 def differences(params: dict[str, Any], profile: str) -> dict[str, tuple[Any, Any]]:
     """key -> (the params' value, the profile's) for every setting of ``profile`` the params differ in."""
     found = {}
@@ -66,15 +71,14 @@ def differences(params: dict[str, Any], profile: str) -> dict[str, tuple[Any, An
             value = lookup(params, key)
         except KeyError:
             value = None
-        if value != wanted or isinstance(value, bool) != isinstance(wanted, bool):
+        if not same_setting(value, wanted):
             found[key] = (value, wanted)
     return found
 
 
 def describe_profile(params: dict[str, Any]) -> str:
     """Which profile the params run: ``paper``, ``demo``, or the nearer one and what differs from it."""
-    nearest = min(PROFILES, key=lambda name: len(differences(params, name)))
-    changed = differences(params, nearest)
+    nearest, changed = min(((name, differences(params, name)) for name in PROFILES), key=lambda pair: len(pair[1]))
     if not changed:
         return nearest
     listed = ", ".join(f"{key} {value!r} (profile: {wanted!r})" for key, (value, wanted) in list(changed.items())[:4])

@@ -18,7 +18,7 @@ from ruamel.yaml import YAML
 
 from pipeline.settings.dataset import dataset_paths
 from pipeline.settings.params import DEFAULT_PARAMS, load_params
-from pipeline.settings.profiles import PROFILES, datasets, describe_profile, lookup, profile_values
+from pipeline.settings.profiles import PROFILES, datasets, describe_profile, profile_values, same_setting
 from pipeline.settings.train import train_settings
 from tg_dfer.io.atomic import write_text_atomic
 
@@ -78,7 +78,7 @@ def write_params(path: Path, values: dict[str, Any]) -> dict[str, tuple[Any, Any
                                            "this repository has it)")
             target = target[section]
         old = target.get(name)
-        if old != value or isinstance(old, bool) != isinstance(value, bool) or name not in target:
+        if name not in target or not same_setting(old, value):
             if isinstance(value, list) and hasattr(old, "fa"):  # keep the list in the file's flow style
                 old_list = list(old)
                 old.clear()
